@@ -1,0 +1,24 @@
+# Two entry points: `make demo` (a short decentralized training run) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install demo test bench lint
+
+$(VENV)/.installed: setup.py scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m dsgd.demo
+
+test: install
+	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider
+
+bench: install
+	bash launch/dsgd-mpirun -np 4 -- $(PY) -m dsgd.bench mix --json
+
+lint: install
+	$(VENV)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu

@@ -1,0 +1,56 @@
+"""Dispatch `python -m dsgd.bench SUBCOMMAND [ARGS]` to the module that owns the subcommand.
+
+    mpirun -np 4 --oversubscribe python -m dsgd.bench mix --json
+    python -m dsgd.bench mix --help
+
+To add a subcommand, add a module with `main(argv: list[str]) -> int` and one entry below.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+# subcommand -> (module, one-line summary). Modules are imported only when chosen, so
+# `--help` does not start MPI or import torch.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "mix": ("dsgd.bench.mix", "one mixing step (Mixer.mix_) against raw mpi4py moving the same bytes"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    return ("usage: python -m dsgd.bench SUBCOMMAND [ARGS]   (under mpirun for multi-rank runs)\n\n"
+            "subcommands:\n" + "\n".join(lines) + "\n\n`python -m dsgd.bench SUBCOMMAND --help` for its options")
+
+
+def _abort_job() -> None:
+    """After an error on this rank, end every rank: the others would wait forever in a collective."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"dsgd.bench: unknown subcommand {name!r}\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    try:
+        return module.main(rest)
+    except Exception:
+        traceback.print_exc()
+        _abort_job()
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Time one mixing step, Mixer.mix_, against raw mpi4py moving the same bytes.
+
+    mpirun -np 4 --oversubscribe python -m dsgd.bench mix --json
+    mpirun -np 8 python -m dsgd.bench mix --numel 270000 --topology ring torus --backend torch
+
+For each (topology, numel) every rank holds one flat fp32 buffer of shape (1, numel). A
+repetition is: barrier, then each rank times the step alone; the step's time is the max over
+ranks (it is done when the slowest rank is). dsgd and raw repetitions alternate, A B A B, so
+drifting noise hits both alike; reported times are medians over repetitions. Time-varying
+topologies use W(t) with t = repetition index (warmup included), for both sides.
+
+The raw baseline depends on the shape of W, read off W itself as the Mixer does:
+  identity  nothing: an empty operation costs 0 s, so raw_s = 0 and ratio = null
+  all-1/n   comm.Allreduce(IN_PLACE, buf, op=SUM)
+  sparse    Irecv from every in-neighbour j (W[rank, j] != 0) into preallocated buffers and
+            Isend of the whole buffer to every out-neighbour j (W[j, rank] != 0), then Waitall
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+import topologies
+from dsgd.comm import Mixer, classify, make_communicator
+
+DEFAULT_NUMEL = (270_000, 11_000_000)  # parameters of ResNet-20 and ResNet-18
+DEFAULT_TOPOLOGIES = ("complete", "ring", "torus", "exponential", "one-peer-exponential", "identity")
+IDENTITY = "identity"  # not a family of `topologies`: W = I, a step that must cost nothing
+RAW_TAG = 7331         # on a duplicate of COMM_WORLD, so it can never match the Mixer's messages
+NOTES = [
+    "times are seconds per step: max over ranks per repetition, then the median over repetitions",
+    "bytes_sent_per_rank: bytes one rank hands to the network per step, the max over ranks, "
+    "averaged over the timed steps: out-degree x buffer bytes for sparse W, the buffer bytes given "
+    "to Allreduce for the all-1/n matrix (the library moves about 2(n-1)/n of that), 0 for identity",
+    "gbps = bytes_sent_per_rank / dsgd_s / 1e9 (decimal gigabytes per second, not gigabits)",
+    "raw_s: plain mpi4py moving the same bytes to the same peers, without the weighted sum; "
+    "ratio = dsgd_s / raw_s, null when raw_s is 0 (identity: the baseline is an empty operation)",
+    "kind: how the Mixer runs the step, read off W: identity, average (one allreduce) or sparse",
+]
+
+
+class Identity:
+    """W = I on n nodes, shaped like a static topologies.Topology."""
+
+    time_varying, period = False, 1
+
+    def __init__(self, n: int):
+        self._W = np.eye(n)
+
+    def W(self, t: int = 0) -> np.ndarray:
+        return self._W
+
+
+def in_peers(W: np.ndarray, rank: int) -> list[int]:
+    return [int(j) for j in np.flatnonzero(W[rank] != 0) if j != rank]
+
+
+def out_peers(W: np.ndarray, rank: int) -> list[int]:
+    return [int(j) for j in np.flatnonzero(W[:, rank] != 0) if j != rank]
+
+
+def bytes_sent(W: np.ndarray, rank: int, buffer_bytes: int) -> int:
+    """Bytes `rank` hands to the network for one step with W (see NOTES)."""
+    kind = classify(W)
+    if kind == "identity":
+        return 0
+    if kind == "average":
+        return buffer_bytes
+    return len(out_peers(W, rank)) * buffer_bytes
+
+
+class RawStep:
+    """The bytes of one mixing step moved with plain mpi4py on numpy buffers, no arithmetic."""
+
+    def __init__(self, comm, numel: int, matrices: list[np.ndarray]):
+        self.comm, self.rank = comm, comm.Get_rank()
+        self.buf = np.zeros(numel, dtype=np.float32)  # zeros: repeated Allreduce sums stay finite
+        peers = sorted({j for W in matrices for j in in_peers(W, self.rank)})
+        self.recv = {j: np.empty(numel, dtype=np.float32) for j in peers}
+
+    def __call__(self, W: np.ndarray) -> None:
+        kind = classify(W)
+        if kind == "average":
+            self.comm.Allreduce(MPI.IN_PLACE, self.buf, op=MPI.SUM)
+        elif kind == "sparse":
+            reqs = [self.comm.Irecv(self.recv[j], source=j, tag=RAW_TAG) for j in in_peers(W, self.rank)]
+            reqs += [self.comm.Isend(self.buf, dest=j, tag=RAW_TAG) for j in out_peers(W, self.rank)]
+            MPI.Request.Waitall(reqs)
+
+
+def timed(world, step) -> float:
+    """Seconds this rank spends in step(), starting together after a barrier."""
+    world.Barrier()
+    t0 = MPI.Wtime()
+    step()
+    return MPI.Wtime() - t0
+
+
+def measure(world, raw_comm, comm, topo, numel: int, warmup: int, repeats: int) -> dict:
+    """Median max-over-ranks seconds of the dsgd step and the raw step, and bytes sent per step."""
+    rank = world.Get_rank()
+    mixer = Mixer(comm, workers_per_rank=1)  # fresh caches: warmup pays for plans and receive buffers
+    x = torch.from_numpy(np.random.default_rng(rank).standard_normal((1, numel), dtype=np.float32))
+    raw = RawStep(raw_comm, numel, [topo.W(t) for t in range(topo.period)])
+    times = np.zeros((repeats, 2))
+    sent = np.zeros(1)
+    for t in range(warmup + repeats):
+        W = topo.W(t)
+        dsgd_s = timed(world, lambda: mixer.mix_([x], W))
+        raw_s = 0.0 if classify(W) == "identity" else timed(world, lambda: raw(W))
+        if t >= warmup:
+            times[t - warmup] = dsgd_s, raw_s
+            sent += bytes_sent(W, rank, x.numel() * x.element_size())
+    world.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+    world.Allreduce(MPI.IN_PLACE, sent, op=MPI.MAX)
+    dsgd_s, raw_s = (float(v) for v in np.median(times, axis=0))
+    per_step = float(sent[0]) / repeats
+    return {"kind": classify(topo.W(warmup)), "numel": numel, "dsgd_s": dsgd_s, "raw_s": raw_s,
+            "ratio": dsgd_s / raw_s if raw_s > 0 else None,
+            "gbps": per_step / dsgd_s / 1e9 if dsgd_s > 0 else None,
+            "bytes_sent_per_rank": int(round(per_step)), "repeats": repeats}
+
+
+def resolve(spec: str, n: int):
+    """(topology, None) for `spec` on n ranks, or (None, why it is not defined there)."""
+    if spec == IDENTITY:
+        return Identity(n), None
+    try:
+        return topologies.from_spec(spec, n), None
+    except topologies.TopologyError as e:
+        return None, str(e)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m dsgd.bench mix", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--numel", type=_positive, nargs="+", action="extend", metavar="M",
+                    help=f"float32 elements per rank (default {' '.join(map(str, DEFAULT_NUMEL))})")
+    ap.add_argument("--topology", nargs="+", action="extend", metavar="T",
+                    help="topology specs as topologies.from_spec takes them, or 'identity' "
+                         f"(default {' '.join(DEFAULT_TOPOLOGIES)})")
+    ap.add_argument("--backend", choices=("mpi", "torch"), default="mpi",
+                    help="communicator under the Mixer; the raw baseline is always mpi4py")
+    ap.add_argument("--repeats", type=_positive, default=20, help="timed repetitions of each side")
+    ap.add_argument("--warmup", type=_non_negative, default=3, help="untimed repetitions first")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = ap.parse_args(argv)
+    args.numel = args.numel or list(DEFAULT_NUMEL)
+    args.topology = args.topology or list(DEFAULT_TOPOLOGIES)
+    for spec in args.topology:
+        name = spec.split(":", 1)[0]
+        if spec != IDENTITY and name not in topologies.FAMILIES:
+            ap.error(f"unknown topology {name!r} (known: identity, {', '.join(topologies.FAMILIES)})")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Measure every (topology, numel); the report rank 0 prints."""
+    world = MPI.COMM_WORLD
+    raw_comm = world.Dup()  # the baseline's own message space
+    comm = make_communicator(args.backend)
+    report = {"benchmark": "mix", "backend": args.backend, "world_size": world.Get_size(),
+              "device": "cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "torch_threads": torch.get_num_threads(), "warmup": args.warmup,
+              "results": [], "skipped": [], "notes": list(NOTES)}
+    for spec in args.topology:
+        topo, why = resolve(spec, world.Get_size())
+        if topo is None:
+            report["skipped"].append({"topology": spec, "reason": why})
+            report["notes"].append(f"skipped {spec}: {why}")
+            continue
+        for numel in args.numel:
+            result = measure(world, raw_comm, comm, topo, numel, args.warmup, args.repeats)
+            report["results"].append({"topology": spec, **result})
+    raw_comm.Free()
+    return report
+
+
+def table(report: dict) -> str:
+    lines = [f"mix: backend {report['backend']}, {report['world_size']} ranks, {report['device']}, "
+             f"{report['date']}",
+             f"{'topology':<22}{'numel':>10}  {'kind':<9}{'dsgd ms':>10}{'raw ms':>10}{'ratio':>8}{'GB/s':>8}"]
+    for r in report["results"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        gbps = "-" if not r["bytes_sent_per_rank"] else f"{r['gbps']:.2f}"
+        lines.append(f"{r['topology']:<22}{r['numel']:>10}  {r['kind']:<9}{r['dsgd_s'] * 1e3:>10.3f}"
+                     f"{r['raw_s'] * 1e3:>10.3f}{ratio:>8}{gbps:>8}")
+    lines += [f"note: {n}" for n in report["notes"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = run(args)
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        print(json.dumps(report) if args.json else table(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The contract every communicator meets, and what it counts."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Protocol, Sequence
+
+import torch
+
+
+@dataclass
+class CommStats:
+    """Traffic of this rank: bytes handed to the network layer, messages, and seconds spent in it."""
+
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    messages: int = 0
+    allreduce_bytes: int = 0   # payload handed to allreduce (the algorithm's real volume is the library's)
+    comm_s: float = 0.0
+    steps: dict = field(default_factory=lambda: {"identity": 0, "average": 0, "sparse": 0})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def load(self, d: dict) -> None:
+        for k, v in d.items():
+            setattr(self, k, v)
+
+
+class Request(Protocol):
+    def wait(self) -> None: ...
+
+
+class Communicator(Protocol):
+    """Rank-level transport. Mixers decide what to move; communicators only move it."""
+
+    rank: int
+    size: int
+    stats: CommStats
+
+    def iallreduce_sum(self, buf: torch.Tensor) -> Request:
+        """Start an in-place sum of `buf` over all ranks."""
+
+    def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
+                  recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0) -> Request:
+        """Post every send and receive before returning; wait() completes them all."""
+
+    def allreduce_floats(self, values: Sequence[float]) -> list[float]:
+        """Blocking sum of a few float64 scalars (metrics); not counted as training traffic."""
+
+    def bcast_object(self, obj, root: int = 0): ...
+
+    def barrier(self) -> None: ...
+
+
+class Done:
+    """A request that is already complete."""
+
+    def wait(self) -> None:
+        return None
+
+
+class Timer:
+    """Adds wall seconds spent inside `with` to stats.comm_s."""
+
+    def __init__(self, stats: CommStats):
+        self.stats = stats
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.stats.comm_s += time.perf_counter() - self.t0

@@ -1,0 +1,183 @@
+"""The one mixing step x_i <- sum_j W[i, j] x_j over ranks x K workers, on any communicator.
+
+Rows of each (K, m) buffer are this rank's K workers. The plan read off W decides the shape
+of the step: identity moves nothing, the all-1/n matrix is one allreduce, anything else is an
+exchange with the ranks holding in/out-neighbours followed by a local weighted sum.
+
+Each worker's sum runs in a fixed order (its own term, then neighbours by ascending global
+index), so the result does not depend on how workers are spread over processes.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import Communicator, Done, Timer
+from .plan import MixPlan, make_plan
+
+PLAN_CACHE_SIZE = 1024  # time-varying families repeat with a period; keep a cycle's worth
+
+
+class PendingMix:
+    """A started mixing step. wait() finishes it and writes the mixed values in place."""
+
+    def __init__(self, mixer: "Mixer", plan: MixPlan, buffers, requests, scratch):
+        self.mixer, self.plan, self.buffers = mixer, plan, buffers
+        self.requests, self.scratch = requests, scratch
+        self.done = False
+
+    def wait(self) -> None:
+        if self.done:
+            return
+        with Timer(self.mixer.comm.stats):
+            for r in self.requests:
+                r.wait()
+        if self.plan.kind == "average":
+            self.mixer._finish_average(self.buffers, self.scratch)
+        elif self.plan.kind == "sparse":
+            self.mixer._combine(self.plan, self.buffers, self.scratch)
+        self.done = True
+
+
+class Mixer:
+    """Mixing over a communicator. Example (4 ranks, ring over 4 workers)::
+
+        mixer = Mixer(MPICommunicator(), workers_per_rank=1)
+        mixer.mix_([flat_params], topologies.build("ring", 4).W(0))
+    """
+
+    def __init__(self, comm: Communicator, workers_per_rank: int = 1):
+        if workers_per_rank < 1:
+            raise ValueError(f"workers_per_rank must be >= 1, got {workers_per_rank}")
+        self.comm = comm
+        self.K = workers_per_rank
+        self.n_workers = comm.size * workers_per_rank
+        self._plans: OrderedDict[bytes, MixPlan] = OrderedDict()
+        self._recv_cache: dict = {}
+        # Per local worker: bytes it would send if it were its own process (identity 0,
+        # average = payload handed to allreduce, sparse = out-degree x row bytes).
+        self.worker_bytes_sent = np.zeros(self.K, dtype=np.float64)
+
+    @property
+    def stats(self):
+        return self.comm.stats
+
+    def plan(self, W: np.ndarray) -> MixPlan:
+        W = np.ascontiguousarray(W, dtype=np.float64)
+        key = W.tobytes()
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = make_plan(W, self.comm.rank, self.comm.size, self.K)
+            self._plans[key] = plan
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
+
+    def mix_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
+        """Blocking mixing step, in place."""
+        self.start(buffers, W, blocking=True).wait()
+
+    def start(self, buffers: Sequence[torch.Tensor], W: np.ndarray, blocking: bool = False) -> PendingMix:
+        """Start a mixing step; compute may go on until wait(). The buffers must not be written meanwhile."""
+        plan = self.plan(W)
+        self._check(buffers)
+        self.stats.steps[plan.kind] += 1
+        row_bytes = sum(b[0].numel() * b.element_size() for b in buffers)
+        with Timer(self.stats):
+            if plan.kind == "identity":
+                return PendingMix(self, plan, buffers, [Done()], None)
+            if plan.kind == "average":
+                self.worker_bytes_sent += row_bytes
+                return self._start_average(plan, buffers, blocking)
+            self._count_sparse(W, row_bytes)
+            return self._start_sparse(plan, buffers)
+
+    def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The average over all workers of each buffer, as new (m,) tensors; the buffers are untouched."""
+        self._check(buffers)
+        sums = [self._local_sum(b, copy=True) for b in buffers]
+        with Timer(self.stats):
+            for s in sums:
+                self.comm.allreduce_sum_(s)
+        return [s.div_(self.n_workers) for s in sums]
+
+    # -- average --------------------------------------------------------------------------
+    def _local_sum(self, b: torch.Tensor, copy: bool) -> torch.Tensor:
+        s = b[0].clone() if (copy or self.K > 1) else b[0]
+        for k in range(1, self.K):
+            s.add_(b[k])
+        return s
+
+    def _start_average(self, plan, buffers, blocking):
+        # Non-blocking: reduce a copy, so compute may read the parameters meanwhile.
+        sums = [self._local_sum(b, copy=not blocking) for b in buffers]
+        if blocking:
+            for s in sums:
+                self.comm.allreduce_sum_(s)
+            return PendingMix(self, plan, buffers, [Done()], sums)
+        return PendingMix(self, plan, buffers, [self.comm.iallreduce_sum(s) for s in sums], sums)
+
+    def _finish_average(self, buffers, sums) -> None:
+        for b, s in zip(buffers, sums):
+            s.div_(self.n_workers)
+            if self.K > 1:
+                b.copy_(s.expand_as(b))
+
+    # -- sparse ---------------------------------------------------------------------------
+    def _count_sparse(self, W: np.ndarray, row_bytes: int) -> None:
+        r = self.comm.rank
+        cols = W[:, r * self.K:(r + 1) * self.K] != 0
+        out_degree = cols.sum(axis=0) - np.diag(W)[r * self.K:(r + 1) * self.K].astype(bool)
+        self.worker_bytes_sent += out_degree * row_bytes
+
+    def _recv_buffer(self, i: int, b: torch.Tensor, rows: int) -> torch.Tensor:
+        key = (i, b.dtype, b.device, b.shape[1])
+        buf = self._recv_cache.get(key)
+        if buf is None or buf.shape[0] < rows:
+            buf = self._recv_cache[key] = torch.empty(rows, b.shape[1], dtype=b.dtype, device=b.device)
+        return buf[:rows]
+
+    def _start_sparse(self, plan: MixPlan, buffers) -> PendingMix:
+        requests, received = [], []
+        for i, b in enumerate(buffers):
+            sends = [(peer, _rows(b, slots)) for peer, slots in plan.send_to]
+            recv = self._recv_buffer(i, b, plan.rows_received)
+            recvs, r0 = [], 0
+            for peer, workers in plan.recv_from:
+                recvs.append((peer, recv[r0:r0 + len(workers)]))
+                r0 += len(workers)
+            requests.append(self.comm.iexchange(sends, recvs, tag=i))
+            received.append(recv)
+        return PendingMix(self, plan, buffers, requests, received)
+
+    def _combine(self, plan: MixPlan, buffers, received) -> None:
+        K = self.K
+        for b, recv in zip(buffers, received):
+            def source(s):
+                return b[s] if s < K else recv[s - K]
+            out = b if K == 1 else torch.empty_like(b)
+            for slot, terms in enumerate(plan.rows):
+                (_, w_self), rest = terms[0], terms[1:]
+                torch.mul(b[slot], w_self, out=out[slot])
+                for s, w in rest:
+                    out[slot].add_(source(s), alpha=w)
+            if K > 1:
+                b.copy_(out)
+
+    def _check(self, buffers) -> None:
+        for b in buffers:
+            if b.dim() != 2 or b.shape[0] != self.K:
+                raise ValueError(f"mixing buffers must be (workers_per_rank={self.K}, m), got {tuple(b.shape)}")
+
+
+def _rows(b: torch.Tensor, slots: tuple[int, ...]) -> torch.Tensor:
+    """Rows `slots` of b, as a view when they are consecutive (always so for K=1)."""
+    lo, hi = slots[0], slots[-1] + 1
+    if hi - lo == len(slots):
+        return b[lo:hi]
+    return b[list(slots)].contiguous()

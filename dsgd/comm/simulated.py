@@ -1,0 +1,86 @@
+"""In-process simulation: all n workers in one process, mixing as a dense matrix product.
+
+This is the reference the distributed backends are tested against: it computes W @ X in
+float64 directly, sharing no code with the neighbour-exchange path.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import CommStats, Done, Timer
+from .plan import check_matrix, classify
+
+
+class SimulatedMixer:
+    """Mixer for n workers held by this process; buffers are (n, m). Example::
+
+        mixer = SimulatedMixer(8)
+        mixer.mix_([X], topologies.build("ring", 8).W(0))   # X <- W @ X
+    """
+
+    def __init__(self, n_workers: int):
+        self.n_workers = self.K = n_workers
+        self.stats = CommStats()
+        self.worker_bytes_sent = np.zeros(n_workers, dtype=np.float64)
+
+    def start(self, buffers: Sequence[torch.Tensor], W: np.ndarray, blocking: bool = False):
+        self.mix_(buffers, W)
+        return Done()
+
+    def mix_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
+        W = check_matrix(W, self.n_workers)
+        kind = classify(W)
+        self.stats.steps[kind] += 1
+        row_bytes = sum(b[0].numel() * b.element_size() for b in buffers)
+        if kind == "average":
+            self.worker_bytes_sent += row_bytes
+        elif kind == "sparse":
+            off_diag = (W != 0) & ~np.eye(self.n_workers, dtype=bool)
+            self.worker_bytes_sent += off_diag.sum(axis=0) * row_bytes
+        if kind == "identity":
+            return
+        with Timer(self.stats):
+            for b in buffers:
+                Wt = torch.as_tensor(W, dtype=torch.float64, device=b.device)
+                b.copy_(Wt @ b.to(torch.float64))
+
+    def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [b.to(torch.float64).mean(0).to(b.dtype) for b in buffers]
+
+
+class SelfCommunicator:
+    """A world of one rank: lets the MPI-free path (Mixer with K workers) run without MPI."""
+
+    rank, size = 0, 1
+
+    def __init__(self):
+        self.stats = CommStats()
+
+    def allreduce_sum_(self, buf):
+        return None
+
+    def iallreduce_sum(self, buf, blocking: bool = False):
+        return Done()
+
+    def iexchange(self, sends, recvs, tag: int = 0):
+        if sends or recvs:
+            raise RuntimeError("a one-rank world has no peers to exchange with")
+        return Done()
+
+    def allreduce_floats(self, values):
+        return [float(v) for v in values]
+
+    def allreduce_max(self, value):
+        return value
+
+    def bcast_object(self, obj, root: int = 0):
+        return obj
+
+    def allgather_object(self, obj):
+        return [obj]
+
+    def barrier(self) -> None:
+        return None

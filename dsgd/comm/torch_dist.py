@@ -1,0 +1,109 @@
+"""torch.distributed transport: gloo on CPU, NCCL on GPU; all_reduce and batched isend/irecv.
+
+Launched under mpirun, ranks learn their rank and world size from the MPI launcher's
+environment and rendezvous at rank 0's address, which rank 0 publishes over MPI.
+Under torchrun (RANK/WORLD_SIZE/MASTER_ADDR set) the usual env:// rendezvous is used.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+
+from .base import CommStats
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def init_process_group(backend: str = "gloo", timeout_s: float = 300.0) -> None:
+    """Join (or reuse) the default process group."""
+    if dist.is_initialized():
+        return
+    timeout = timedelta(seconds=timeout_s)
+    if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
+        dist.init_process_group(backend, timeout=timeout)
+        return
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    addr = None
+    if comm.rank == 0:
+        host = os.environ.get("DSGD_MASTER_ADDR") or socket.gethostbyname(socket.gethostname())
+        addr = f"tcp://{host}:{_free_port()}"
+    addr = comm.bcast(addr, root=0)
+    dist.init_process_group(backend, init_method=addr, rank=comm.rank, world_size=comm.size, timeout=timeout)
+
+
+class _Works:
+    def __init__(self, works, keep):
+        self.works, self.keep = works, keep
+
+    def wait(self) -> None:
+        for w in self.works:
+            w.wait()
+        self.works, self.keep = [], None
+
+
+class TorchDistCommunicator:
+    """Communicator over the default torch.distributed process group."""
+
+    def __init__(self, backend: str | None = None):
+        if backend is None:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        init_process_group(backend)
+        self.backend = backend
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        self.stats = CommStats()
+        self._device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
+    def allreduce_sum_(self, buf: torch.Tensor) -> None:
+        self.iallreduce_sum(buf, blocking=True).wait()
+
+    def iallreduce_sum(self, buf: torch.Tensor, blocking: bool = False):
+        self.stats.allreduce_bytes += buf.numel() * buf.element_size()
+        self.stats.messages += 1
+        work = dist.all_reduce(buf, op=dist.ReduceOp.SUM, async_op=not blocking)
+        return _Works([work] if work is not None else [], buf)
+
+    def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
+                  recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
+        ops = [dist.P2POp(dist.irecv, t, peer, tag=tag) for peer, t in recvs]
+        sends = [(peer, t.contiguous()) for peer, t in sends]
+        ops += [dist.P2POp(dist.isend, t, peer, tag=tag) for peer, t in sends]
+        for _, t in recvs:
+            self.stats.bytes_recv += t.numel() * t.element_size()
+        for _, t in sends:
+            self.stats.bytes_sent += t.numel() * t.element_size()
+            self.stats.messages += 1
+        works = dist.batch_isend_irecv(ops) if ops else []
+        return _Works(works, (sends, recvs))
+
+    def allreduce_floats(self, values: Sequence[float]) -> list[float]:
+        t = torch.tensor(list(values), dtype=torch.float64, device=self._device)
+        dist.all_reduce(t)
+        return t.cpu().tolist()
+
+    def allreduce_max(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64, device=self._device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def bcast_object(self, obj, root: int = 0):
+        box = [obj]
+        dist.broadcast_object_list(box, src=root)
+        return box[0]
+
+    def allgather_object(self, obj):
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        dist.barrier()

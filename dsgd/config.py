@@ -1,0 +1,236 @@
+"""One typed tree of settings: defaults, overridden by a YAML recipe, overridden by --flags.
+
+Every field is a command-line flag (underscores become dashes, e.g. `local_steps` is
+`--local-steps`); field names are unique across sections so a recipe may be flat or nested.
+Unknown keys and ill-typed values are errors.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, ill-typed or inconsistent. The message is one line for the user."""
+
+
+def opt(default, help: str, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = opt("fashion-mnist", "training data", ["fashion-mnist", "cifar10", "synthetic"])
+    data_dir: Optional[str] = opt(None, "directory of the dataset files (default: the Debian package path "
+                                  "for Fashion-MNIST; required for CIFAR-10)")
+    replacement: bool = opt(False, "sample local batches with replacement (else: one shared shuffle per epoch "
+                            "split into disjoint shards)")
+    steps_per_epoch: int = opt(0, "steps per epoch; 0 derives floor(train size / total batch)")
+    augment: Optional[bool] = opt(None, "random crop + flip (default: on for CIFAR-10, off for Fashion-MNIST)")
+    label_noise: float = opt(0.0, "probability of replacing a drawn label by a random other class")
+
+
+@dataclass
+class ModelConfig:
+    model: str = opt("cnn", "architecture", ["cnn", "mlp", "resnet20", "resnet56", "resnet18", "vgg16"])
+    norm: str = opt("bn", "normalization layers", ["bn", "gn", "none"])
+    n_groups: int = opt(8, "groups of GroupNorm (with --norm gn)")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = opt("sgd", "local optimizer", ["sgd", "adamw"])
+    lr: float = opt(0.05, "peak learning rate (after warmup, before decay)")
+    lr_scaling: str = opt("none", "multiply --lr by the number of workers (linear) or not", ["none", "linear"])
+    start_lr: float = opt(0.0, "learning rate at the start of warmup")
+    warmup_epochs: float = opt(0.0, "linear warmup length in epochs (0: none)")
+    decay: str = opt("step", "learning-rate decay", ["step", "cosine", "constant"])
+    milestones: tuple = opt((), "epochs at which step decay multiplies the lr by --gamma (comma-separated)")
+    gamma: float = opt(0.1, "step decay factor")
+    momentum: float = opt(0.0, "SGD momentum")
+    nesterov: bool = opt(False, "Nesterov momentum")
+    weight_decay: float = opt(0.0, "weight decay (decoupled for AdamW)")
+    no_decay_norm_bias: bool = opt(False, "no weight decay on biases and normalization parameters")
+    betas: tuple = opt((0.9, 0.999), "AdamW betas")
+    eps: float = opt(1e-8, "AdamW epsilon")
+
+
+@dataclass
+class AlgorithmConfig:
+    algorithm: str = opt("dsgd", "what to mix and when", ["csgd", "local", "postlocal", "qsr", "dsgd"])
+    topology: str = opt("ring", "gossip graph for dsgd: a topologies spec, e.g. ring, torus:rows=4,cols=4, "
+                        "exponential, one-peer-exponential, matrix-file:path=W.npy")
+    local_steps: int = opt(1, "H: local steps between averaging (local, qsr base, post-local after the switch) "
+                           "or between gossip rounds (dsgd)")
+    switch_epochs: tuple = opt((), "post-local phase boundaries in epochs (default: the lr milestones)")
+    phase_local_steps: tuple = opt((), "post-local H per phase (default: 1 then --local-steps)")
+    qsr_alpha: float = opt(0.0, "QSR alpha: H = max(H_base, floor((alpha/lr)^p))")
+    qsr_power: float = opt(2.0, "QSR exponent p (2 quadratic, 1 linear)")
+    global_every: int = opt(0, "dsgd: exact average every this many steps (0: never)")
+    order: str = opt("atc", "dsgd: adapt-then-combine or combine-then-adapt", ["atc", "cta"])
+    overlap: bool = opt(False, "dsgd: overlap the gossip step with the next forward/backward")
+    mix_buffers: bool = opt(True, "mix BatchNorm running statistics with the parameters")
+    mix_optimizer_state: bool = opt(False, "mix optimizer state (momentum, Adam moments) with the parameters")
+
+
+@dataclass
+class RunConfig:
+    epochs: float = opt(1.0, "training length in epochs")
+    batch_size: int = opt(32, "local batch size per worker")
+    total_batch_size: int = opt(0, "total batch size; if given it must equal workers x local batch")
+    physical_batch_size: int = opt(0, "largest batch put through the model at once (gradient accumulation)")
+    seed: int = opt(0, "seed: same seed, same run")
+    eval_every: int = opt(100, "evaluate every this many steps (and at the end)")
+    eval_on_start: bool = opt(False, "evaluate the initial model")
+    bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model")
+    out: str = opt("runs/latest", "run directory")
+    backend: str = opt("mpi", "communication backend", ["mpi", "torch"])
+    workers_per_rank: int = opt(1, "workers held by each process (global workers = ranks x this)")
+    vectorize: str = opt("auto", "train a rank's workers in one batched pass", ["auto", "on", "off"])
+    device: str = opt("auto", "cpu, cuda, or auto (GPU from the local rank when there is one)")
+    log_every: int = opt(20, "progress line every this many steps (rank 0)")
+    threads: int = opt(0, "torch threads per process (0: leave as is)")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,
+            "run": RunConfig}
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    algo: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def as_dict(self) -> dict:
+        return {name: {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
+                for name in SECTIONS}
+
+
+def _fields():
+    """(section, field) for every setting, keyed by field name."""
+    out = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out[f.name] = (section, f, hints[f.name])
+    return out
+
+
+FIELDS = _fields()
+
+
+def _coerce(name: str, hint, value):
+    """Convert a YAML or command-line value to the field's type, or raise ConfigError."""
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    if value is None:
+        if base is hint:
+            raise ConfigError(f"{name} cannot be empty")
+        return None
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is tuple:
+            items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v.strip()]
+            return tuple(float(v) if "." in str(v) or "e" in str(v).lower() else int(v) for v in items)
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return base(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {base.__name__}, got {value!r}") from None
+
+
+def _set(cfg: Config, name: str, value) -> None:
+    if name not in FIELDS:
+        raise ConfigError(f"unknown setting {name!r}")
+    section, f, hint = FIELDS[name]
+    value = _coerce(name, hint, value)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    setattr(getattr(cfg, section), name, value)
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe's settings as a flat dict (sections are flattened)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of settings")
+    flat = {}
+    for k, v in raw.items():
+        k = str(k).replace("-", "_")
+        if k in SECTIONS and isinstance(v, dict):
+            flat.update({str(kk).replace("-", "_"): vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    return flat
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m dsgd.train",
+        description="Train one model on many workers: C-SGD, local SGD, post-local SGD, QSR or D-SGD, "
+                    "all as schedules of one mixing step. Launch under mpirun; each rank holds "
+                    "--workers-per-rank workers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--config", help="YAML recipe; flags given here override it")
+    ap.add_argument("--resume", help="run directory or checkpoint to continue from")
+    for section, cls in SECTIONS.items():
+        group = ap.add_argument_group(section)
+        for f in dataclasses.fields(cls):
+            default = f.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="V",
+                               help=f"{f.metadata['help']} (default: {shown})"
+                               + (f"; one of {', '.join(f.metadata['choices'])}" if f.metadata.get("choices") else ""))
+    return ap
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ConfigError(message)
+
+
+def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Defaults <- recipe <- flags. Raises ConfigError for anything wrong."""
+    ap = build_parser()
+    ap.__class__ = _Parser
+    ns = ap.parse_args(argv)
+    cfg = Config()
+    if ns.config:
+        for k, v in load_recipe(ns.config).items():
+            _set(cfg, k, v)
+    for name in FIELDS:
+        v = getattr(ns, name)
+        if v is not None:
+            _set(cfg, name, v)
+    return cfg, ns
+
+
+def from_dict(d: dict) -> Config:
+    cfg = Config()
+    for section, values in d.items():
+        for k, v in (values.items() if isinstance(values, dict) else [(section, values)]):
+            _set(cfg, k, v)
+    return cfg

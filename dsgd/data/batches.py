@@ -1,0 +1,87 @@
+"""Drawing a worker's training batch at a step, and walking the test set."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from dsgd.data.augment import Augmentation, augmentation_for
+from dsgd.data.datasets import Dataset, to_float
+from dsgd.data.label_noise import corrupt_labels
+from dsgd.data.rng import generator
+from dsgd.data.samplers import Sampler
+
+
+def local_batch(dataset: Dataset, sampler: Sampler, worker: int, step: int, seed: int,
+                augment: bool | Augmentation = False, label_noise_p: float = 0.0,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The (inputs, targets) worker `worker` trains on at global `step`.
+
+    A pure function of (dataset, sampler settings, seed, worker, step): indices
+    come from the sampler, augmentation from generator(seed, "augment", worker,
+    step), label noise from generator(seed, "noise", worker, step).
+
+    Args:
+        dataset: training split.
+        sampler: from make_sampler, built with the same seed.
+        worker, step: which worker, which global step (0-based).
+        seed: run seed.
+        augment: True for the dataset's default (augmentation_for), False for none,
+            or an explicit Augmentation.
+        label_noise_p: probability of replacing each label by another class.
+        device: where the returned tensors live; uint8 images move before
+            normalisation, a quarter of the float32 bytes.
+
+    Returns:
+        x: float32 B_loc x C x H x W, normalised by the dataset's mean and std.
+        y: int64 B_loc.
+    """
+    idx = sampler.indices(worker, step).to(dataset.images.device)
+    images, labels = dataset.images[idx], dataset.labels[idx]
+    aug = augmentation_for(dataset.name) if augment is True else augment
+    if aug and aug.enabled:
+        images = aug(images, generator(seed, "augment", worker, step))
+    if label_noise_p > 0:
+        g = generator(seed, "noise", worker, step)
+        labels = corrupt_labels(labels, dataset.num_classes, label_noise_p, g)
+    x = to_float(images.to(device, non_blocking=True), dataset.mean, dataset.std)
+    return x, labels.to(device, non_blocking=True)
+
+
+def shard_range(n: int, rank: int, size: int) -> range:
+    """The contiguous slice of 0..n-1 that `rank` of `size` handles.
+
+    The first n % size ranks get one extra item, so sizes differ by at most one
+    and the slices tile 0..n-1 in rank order.
+
+    Example:
+        >>> [shard_range(10, r, 3) for r in range(3)]
+        [range(0, 4), range(4, 7), range(7, 10)]
+    """
+    if size < 1 or not 0 <= rank < size:
+        raise ValueError(f"need 0 <= rank < size, got rank={rank}, size={size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def eval_batches(dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
+                 items: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield normalised (x, y) batches over `items` (default: the whole set), in order.
+
+    Example:
+        >>> from dsgd.data.datasets import load_dataset
+        >>> ds = load_dataset("synthetic", n_samples=10, image_shape=(1, 4, 4))
+        >>> [len(y) for _, y in eval_batches(ds, 4, items=shard_range(10, 0, 2))]
+        [4, 1]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    items = items if items is not None else range(len(dataset))
+    for start in range(items.start, items.stop, batch_size):
+        stop = min(start + batch_size, items.stop)
+        images = dataset.images[start:stop].to(device, non_blocking=True)
+        x = to_float(images, dataset.mean, dataset.std)
+        yield x, dataset.labels[start:stop].to(device, non_blocking=True)

@@ -1,0 +1,133 @@
+"""Which training samples each worker sees at each step (Gu et al. 2023, Algorithms 1 and 2).
+
+Both samplers answer `indices(worker, step)` as a pure function of (seed, worker,
+step), so resuming needs only the step number and a worker's batches do not
+depend on how workers are spread over processes.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from dsgd.data.rng import generator
+
+
+class Sampler(Protocol):
+    n_workers: int
+    local_batch: int
+    steps_per_epoch: int
+
+    def indices(self, worker: int, step: int) -> torch.Tensor: ...
+
+
+def _check_sizes(n_samples: int, n_workers: int, local_batch: int) -> None:
+    for name, value in (("n_samples", n_samples), ("n_workers", n_workers),
+                        ("local_batch", local_batch)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _check_query(worker: int, step: int, n_workers: int) -> None:
+    if not 0 <= worker < n_workers:
+        raise ValueError(f"worker must be in 0..{n_workers - 1}, got {worker}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+
+
+class WithoutReplacementSampler:
+    """Each epoch, one global shuffle split into disjoint contiguous shards, one per worker.
+
+    Every worker derives the same permutation of 0..n_samples-1 from (seed, epoch),
+    takes shard `worker` of length n_samples // n_workers, and walks it in local
+    batches: in-epoch step s reads shard[s * local_batch : (s + 1) * local_batch].
+    Gu et al. 2023, Algorithm 2.
+
+    Args:
+        n_samples: size of the training set.
+        n_workers: number of workers n.
+        local_batch: samples per worker per step, B_loc.
+        seed: run seed.
+        steps_per_epoch: steps before the next shuffle; defaults to, and may not
+            exceed, n_samples // (n_workers * local_batch). Fixing it lets runs with
+            different total batches count epochs the same way.
+
+    Example:
+        >>> s = WithoutReplacementSampler(100, n_workers=4, local_batch=5, seed=0)
+        >>> s.steps_per_epoch, s.indices(worker=2, step=7).shape
+        (5, torch.Size([5]))
+    """
+
+    def __init__(self, n_samples: int, n_workers: int, local_batch: int, seed: int,
+                 steps_per_epoch: int | None = None) -> None:
+        _check_sizes(n_samples, n_workers, local_batch)
+        most = n_samples // (n_workers * local_batch)
+        if most < 1:
+            raise ValueError(f"{n_samples} samples cannot fill one step of {n_workers} workers x "
+                             f"{local_batch} local batch without replacement")
+        if steps_per_epoch is None:
+            steps_per_epoch = most
+        if not 1 <= steps_per_epoch <= most:
+            raise ValueError(f"steps_per_epoch={steps_per_epoch} must be in 1..{most}: "
+                             f"{n_samples} samples give at most {most} steps of {n_workers} "
+                             f"workers x {local_batch} without replacement")
+        self.n_samples, self.n_workers, self.local_batch = n_samples, n_workers, local_batch
+        self.seed, self.steps_per_epoch = seed, steps_per_epoch
+        self.shard_size = n_samples // n_workers
+        self._epoch = -1
+        self._perm = torch.empty(0, dtype=torch.int64)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The global shuffle of `epoch`, identical on every worker (cached: do not modify)."""
+        if epoch != self._epoch:  # steps arrive in order, so one cached epoch suffices
+            self._perm = torch.randperm(self.n_samples, generator=generator(self.seed, "perm", epoch))
+            self._epoch = epoch
+        return self._perm
+
+    def indices(self, worker: int, step: int) -> torch.Tensor:
+        """Sample indices (int64, length local_batch) for `worker` at global `step`."""
+        _check_query(worker, step, self.n_workers)
+        epoch, s = divmod(step, self.steps_per_epoch)
+        start = worker * self.shard_size + s * self.local_batch
+        return self.permutation(epoch)[start:start + self.local_batch].clone()
+
+
+class WithReplacementSampler:
+    """Each worker draws each local batch independently and uniformly from the whole set.
+
+    Draws come from generator(seed, "draw", worker, step): independent across
+    workers and steps. Gu et al. 2023, Algorithm 1.
+
+    Args:
+        n_samples, n_workers, local_batch, seed: as for WithoutReplacementSampler.
+        steps_per_epoch: only names the epoch length (for schedules and logs); it
+            defaults to max(1, n_samples // (n_workers * local_batch)).
+
+    Example:
+        >>> s = WithReplacementSampler(100, n_workers=4, local_batch=5, seed=0)
+        >>> bool((s.indices(1, 3) == s.indices(1, 3)).all())
+        True
+    """
+
+    def __init__(self, n_samples: int, n_workers: int, local_batch: int, seed: int,
+                 steps_per_epoch: int | None = None) -> None:
+        _check_sizes(n_samples, n_workers, local_batch)
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, n_samples // (n_workers * local_batch))
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.n_samples, self.n_workers, self.local_batch = n_samples, n_workers, local_batch
+        self.seed, self.steps_per_epoch = seed, steps_per_epoch
+
+    def indices(self, worker: int, step: int) -> torch.Tensor:
+        """Sample indices (int64, length local_batch) for `worker` at global `step`."""
+        _check_query(worker, step, self.n_workers)
+        g = generator(self.seed, "draw", worker, step)
+        return torch.randint(self.n_samples, (self.local_batch,), generator=g)
+
+
+def make_sampler(replacement: bool, n_samples: int, n_workers: int, local_batch: int,
+                 seed: int, steps_per_epoch: int | None = None) -> Sampler:
+    """WithReplacementSampler if `replacement`, else WithoutReplacementSampler."""
+    cls = WithReplacementSampler if replacement else WithoutReplacementSampler
+    return cls(n_samples, n_workers, local_batch, seed, steps_per_epoch)

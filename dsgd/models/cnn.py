@@ -1,0 +1,59 @@
+"""Small models: a two-convolution CNN for Fashion-MNIST and a tiny MLP for tests."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dsgd.models.layers import init_weights, norm_layer
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(32)-pool-conv3x3(64)-pool-fc(128)-fc(classes), optional norm after each conv.
+
+    About 0.42M parameters at 28 x 28; a few hundred SGD steps at batch 32 reach
+    over 85% test accuracy on Fashion-MNIST, and one sample's forward and backward
+    pass costs well under a millisecond on one CPU core.
+
+    Example:
+        >>> SmallCNN(1, 10, 28)(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 norm: str = "bn", n_groups: int = 8, width: int = 32, hidden: int = 128) -> None:
+        super().__init__()
+        bias = norm == "none"  # a norm layer right after makes a conv bias redundant
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=bias)
+        self.norm1 = norm_layer(norm, width, n_groups)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1, bias=bias)
+        self.norm2 = norm_layer(norm, 2 * width, n_groups)
+        side = image_size // 4  # two 2x2 max-pools, rounding down
+        self.fc1 = nn.Linear(2 * width * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.norm2(self.conv2(x))), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class MLP(nn.Module):
+    """Flatten, one hidden layer, linear classifier: the cheapest model, for tests.
+
+    Example:
+        >>> MLP(1, 10, 28)(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 norm: str = "bn", n_groups: int = 8, hidden: int = 64) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels * image_size * image_size, hidden, bias=norm == "none")
+        self.norm1 = norm_layer(norm, hidden, n_groups, dims=1)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.norm1(self.fc1(x.flatten(1)))))

@@ -1,0 +1,1 @@
+"""Training: the one loop, the workers a process holds, evaluation and reporting."""

@@ -1,0 +1,5 @@
+import sys
+
+from dsgd.train.cli import main
+
+sys.exit(main())

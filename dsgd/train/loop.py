@@ -1,0 +1,163 @@
+"""The one training loop. Every algorithm is the same loop; its schedule says when to mix and with which W."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from dsgd.config import Config
+from dsgd.data.augment import augmentation_for
+from dsgd.data.batches import local_batch
+from dsgd.data.datasets import load_dataset
+from dsgd.data.samplers import make_sampler
+from dsgd.device import pick_device
+from dsgd.models import build_model
+from dsgd.train import build
+from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
+                                 reestimate_batchnorm_)
+from dsgd.train.metrics import RunLog
+from dsgd.train.workers import WorkerSet
+
+
+class NonFiniteError(RuntimeError):
+    """Loss or parameters became NaN or infinite."""
+
+
+class Run:
+    """Everything one process needs for a run, built from the settings."""
+
+    def __init__(self, cfg: Config, mixer, out: Path):
+        self.cfg, self.mixer, self.comm = cfg, mixer, mixer.comm
+        r = cfg.run
+        if r.threads:
+            torch.set_num_threads(r.threads)
+        self.device = pick_device(r.device)
+        self.train_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=True)
+        self.test_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=False)
+        self.plan = build.plan(cfg, self.comm.size, len(self.train_set))
+        self.lr = build.lr_schedule(cfg, self.plan)
+        self.schedule = build.schedule(cfg, self.plan, self.lr)
+        torch.manual_seed(r.seed)  # same seed on every rank: all workers start identical
+        model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
+                            self.train_set.image_size, norm=cfg.model.norm, n_groups=cfg.model.n_groups)
+        K = r.workers_per_rank
+        self.workers = WorkerSet(model, K, self.comm.rank * K, cfg.optim, self.device)
+        self.eval_model = copy.deepcopy(model).to(self.device)
+        self.sampler = make_sampler(cfg.data.replacement, len(self.train_set), self.plan.n_workers,
+                                    r.batch_size, r.seed, self.plan.steps_per_epoch)
+        aug = cfg.data.augment
+        self.augment = augmentation_for(cfg.data.dataset) if aug is None else bool(aug)
+        self.log = RunLog(out, self.comm.rank)
+        self.out = out
+        self.step = 0
+        self.compute_s = 0.0
+        self.window = [0.0, 0.0, 0.0]  # loss x samples, correct, samples since the last evaluation
+
+    def batch_of(self, step: int):
+        d, r = self.cfg.data, self.cfg.run
+        return lambda worker: local_batch(self.train_set, self.sampler, worker, step, r.seed, self.augment,
+                                          d.label_noise, self.device)
+
+    def mix_parameters(self, W, start_only: bool = False):
+        """Mix parameters, and BatchNorm statistics / optimizer state when the policy says so."""
+        a, w = self.cfg.algo, self.workers
+        pending = self.mixer.start(w.params, W, blocking=not start_only)
+        for pack, unpack, wanted in ((w.packed_buffers, w.unpack_buffers, a.mix_buffers),
+                                     (w.packed_state, w.unpack_state, a.mix_optimizer_state)):
+            bufs = pack() if wanted else None
+            if bufs is not None:
+                self.mixer.mix_(bufs, W)
+                unpack(bufs)
+        if start_only:
+            return pending
+        pending.wait()
+        return None
+
+    def train_step(self, step: int, pending):
+        """One step of every local worker; returns a mixing step still in flight (overlap), if any."""
+        act = self.schedule.action(step)
+        self.workers.set_lr(self.lr(step))
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
+        self.compute_s += time.perf_counter() - t0
+        if not math.isfinite(loss_sum):
+            raise NonFiniteError(f"loss is {loss_sum / seen} at step {step} on rank {self.comm.rank}")
+        self.window = [self.window[0] + loss_sum, self.window[1] + correct, self.window[2] + seen]
+        if pending is not None:
+            pending.wait()
+        if act.grad_W is not None:
+            self.mixer.mix_(self.workers.grads, act.grad_W)
+        if act.param_W is not None and act.combine_first:
+            self.mix_parameters(act.param_W)
+        t0 = time.perf_counter()
+        self.workers.optimizer_step()
+        self.compute_s += time.perf_counter() - t0
+        if act.param_W is not None and not act.combine_first:
+            return self.mix_parameters(act.param_W, start_only=self.cfg.algo.overlap)
+        return None
+
+    def evaluate(self, step: int) -> dict:
+        cfg, w, comm = self.cfg, self.workers, self.comm
+        avg = self.mixer.average(w.params)
+        cd = consensus_distance(comm, w.params, avg, self.plan.n_workers)
+        if not all(torch.isfinite(a).all() for a in avg):
+            raise NonFiniteError(f"parameters are not finite at step {step}")
+        load_average_(self.eval_model, w.layout, avg)
+        if has_batchnorm(self.eval_model):
+            if cfg.run.bn_batches > 0:
+                reestimate_batchnorm_(self.eval_model, self.train_set, cfg.run.bn_batches, cfg.run.batch_size,
+                                      cfg.run.seed, step, self.device)
+            else:
+                bufs = self.mixer.average(w.packed_buffers())
+                w._buffer_layout.unpack_([b.unsqueeze(0) for b in bufs], 0,
+                                         [b for b in self.eval_model.buffers() if b.is_floating_point()])
+        test_loss, test_acc = evaluate(self.eval_model, self.test_set, comm, self.device)
+        loss_sum, correct, seen = comm.allreduce_floats(self.window)
+        bytes_sent, comm_s, compute_s = comm.allreduce_floats(
+            [float(self.mixer.worker_bytes_sent.sum()), self.mixer.stats.comm_s, self.compute_s])
+        act = self.schedule.action(max(0, step - 1))
+        row = {
+            "step": step, "epoch": step / self.plan.steps_per_epoch, "phase": act.phase,
+            "lr": self.lr(max(0, step - 1)), "local_steps": act.local_steps,
+            "train_loss": loss_sum / seen if seen else None, "train_acc": correct / seen if seen else None,
+            "test_loss": test_loss, "test_acc": test_acc, "consensus_distance": cd,
+            "bytes_sent": bytes_sent / self.plan.n_workers,
+            "comm_s": comm_s / comm.size, "compute_s": compute_s / comm.size,
+            "wall_s": time.time() - self._t_start,
+        }
+        self.window = [0.0, 0.0, 0.0]
+        self.log.metrics(row)
+        self.log.info(f"eval step {step}: test acc {test_acc:.4f} loss {test_loss:.4f}  consensus {cd:.3g}  "
+                      f"sent/worker {row['bytes_sent'] / 1e6:.1f} MB")
+        return row
+
+    def run(self) -> dict:
+        cfg, r = self.cfg, self.cfg.run
+        if self.comm.rank == 0:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+        self.log.info(f"{cfg.algo.algorithm}: {self.plan.n_workers} workers ({self.comm.size} ranks x "
+                      f"{r.workers_per_rank}), {self.plan.total_steps} steps, {self.plan.steps_per_epoch}/epoch, "
+                      f"device {self.device}")
+        self._t_start = time.time()
+        row = self.evaluate(0) if r.eval_on_start and self.step == 0 else None
+        pending, t_log, s_log = None, time.time(), self.step
+        total = self.plan.total_steps
+        while self.step < total:
+            pending = self.train_step(self.step, pending)
+            self.step += 1
+            if self.step % r.log_every == 0 or self.step == total:
+                dt = max(1e-9, time.time() - t_log)
+                rate = (self.step - s_log) * self.plan.n_workers * r.batch_size / dt
+                loss, acc = self.window[0] / max(1, self.window[2]), self.window[1] / max(1, self.window[2])
+                self.log.progress(self.step, total, loss, acc, self.schedule.action(self.step - 1).local_steps, rate)
+                t_log, s_log = time.time(), self.step
+            if self.step % r.eval_every == 0 or self.step == total:
+                if pending is not None:
+                    pending.wait()
+                    pending = None
+                row = self.evaluate(self.step)
+        return row

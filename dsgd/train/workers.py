@@ -1,0 +1,130 @@
+"""The K workers one process holds: models whose parameters live in shared flat buffers.
+
+Row k of every parameter (and gradient) buffer is worker k, so the mixer reads and writes the
+models directly. Each worker has its own optimizer, its own data stream and its own BatchNorm
+statistics; they differ only through what each saw and what mixing did.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dsgd.comm import BucketLayout, bind_, bind_grads_
+
+
+def float_buffers(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Buffers that mixing may average (running statistics; not integer counters)."""
+    return [b for b in model.buffers() if b.is_floating_point()]
+
+
+def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], cfg) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW; optionally no weight decay on biases and norm parameters."""
+    decay, no_decay = [], []
+    for p, name in zip(params, names):
+        (no_decay if cfg.no_decay_norm_bias and p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)
+
+
+class WorkerSet:
+    """K replicas of `model`, identical at the start, trained one after another."""
+
+    def __init__(self, model: torch.nn.Module, K: int, first_worker: int, optim_cfg, device):
+        self.K, self.first_worker, self.device = K, first_worker, device
+        self.models = [copy.deepcopy(model).to(device) for _ in range(K)]
+        names = [n for n, _ in self.models[0].named_parameters()]
+        params = [list(m.parameters()) for m in self.models]
+        self.layout = BucketLayout(params[0])
+        self.params = self.layout.allocate(K)
+        self.grads = self.layout.allocate(K)
+        for k in range(K):
+            bind_(self.layout, self.params, k, params[k])
+            bind_grads_(self.layout, self.grads, k, params[k])
+        self.optimizers = [make_optimizer(params[k], names, optim_cfg) for k in range(K)]
+        self._state_layout = None
+        self._buffer_layout = BucketLayout(float_buffers(self.models[0])) if float_buffers(self.models[0]) else None
+
+    @property
+    def workers(self) -> range:
+        return range(self.first_worker, self.first_worker + self.K)
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers:
+            for g in opt.param_groups:
+                g["lr"] = lr
+
+    def compute_grads(self, batch_of: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                      physical_batch: int = 0) -> tuple[float, float, int]:
+        """Forward and backward for every worker on its own batch; gradients land in self.grads.
+
+        Returns (sum of losses x samples, correct predictions, samples) over the K workers.
+        """
+        for g in self.grads:  # reused buffers: zero in place, autograd accumulates into them
+            g.zero_()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for k, model in enumerate(self.models):
+            model.train()
+            x, y = batch_of(self.first_worker + k)
+            chunk = physical_batch if 0 < physical_batch < len(y) else len(y)
+            for i in range(0, len(y), chunk):
+                xc, yc = x[i:i + chunk], y[i:i + chunk]
+                out = model(xc)
+                loss = F.cross_entropy(out, yc)
+                # chunks are weighted by their share of the local batch: the sum is the batch mean
+                (loss * (len(yc) / len(y))).backward()
+                loss_sum += loss.item() * len(yc)
+                correct += int((out.argmax(1) == yc).sum())
+            seen += len(y)
+        return loss_sum, correct, seen
+
+    def optimizer_step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    # -- what else mixing may carry --------------------------------------------------------
+    def packed_buffers(self):
+        """BatchNorm statistics of the K workers as (K, m) buffers, or None without any."""
+        if self._buffer_layout is None:
+            return None
+        bufs = self._buffer_layout.allocate(self.K)
+        for k, m in enumerate(self.models):
+            self._buffer_layout.pack_(bufs, k, float_buffers(m))
+        return bufs
+
+    def unpack_buffers(self, bufs) -> None:
+        for k, m in enumerate(self.models):
+            self._buffer_layout.unpack_(bufs, k, float_buffers(m))
+
+    def state_tensors(self, k: int) -> list[torch.Tensor]:
+        """Optimizer state tensors of worker k (momentum, Adam moments), in parameter order."""
+        opt = self.optimizers[k]
+        out = []
+        for group in opt.param_groups:
+            for p in group["params"]:
+                for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                    t = opt.state.get(p, {}).get(key)
+                    if isinstance(t, torch.Tensor):
+                        out.append(t)
+        return out
+
+    def packed_state(self):
+        tensors = [self.state_tensors(k) for k in range(self.K)]
+        if not tensors[0]:
+            return None
+        if self._state_layout is None or len(self._state_layout) != len(tensors[0]):
+            self._state_layout = BucketLayout(tensors[0])
+        bufs = self._state_layout.allocate(self.K)
+        for k in range(self.K):
+            self._state_layout.pack_(bufs, k, tensors[k])
+        return bufs
+
+    def unpack_state(self, bufs) -> None:
+        for k in range(self.K):
+            self._state_layout.unpack_(bufs, k, self.state_tensors(k))

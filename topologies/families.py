@@ -1,0 +1,213 @@
+"""The registry of topology families and the two ways to build one: `build` and `from_spec`.
+
+Each family is a small function from (n, weight rule, options) to a
+Topology; FAMILIES maps its name to it. Weight rules live in weights.py,
+graphs in graphs.py, time-varying mixing in dynamic.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Tuple, Union
+
+import networkx as nx
+import numpy as np
+
+from . import dynamic, files, graphs
+from .errors import TopologyError
+from .options import as_int, as_path, as_probability, parse_spec
+from .topology import Topology, graph_of
+from .validate import validate_mixing_matrix
+from .weights import mixing_matrix
+
+Weights = Union[str, np.ndarray]
+UNDIRECTED_RULES = ("metropolis", "uniform", "max-degree", "explicit")
+ONE_RULE = ("uniform",)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A named way to build a Topology.
+
+    make(n, weights, **options) receives a rule already checked against
+    `weight_rules` ("default" replaced by `default_weights`); options not
+    given are None and the family picks its default.
+    """
+    name: str
+    summary: str
+    make: Callable[..., Topology]
+    options: Tuple[str, ...] = ()
+    default_weights: str = "metropolis"
+    weight_rules: Tuple[str, ...] = UNDIRECTED_RULES
+
+
+def _weighted(name: str, G: nx.Graph, weights: Weights, **options: Any) -> Topology:
+    """Static topology: graph G with W from a weight rule or an explicit matrix."""
+    label = weights if isinstance(weights, str) else "explicit"
+    return Topology.static(name, mixing_matrix(G, weights), G, weights=label,
+                           default_weights=FAMILIES[name].default_weights, options=options)
+
+
+def _complete(n: int, weights: Weights) -> Topology:
+    return _weighted("complete", graphs.complete(n), weights)
+
+
+def _ring(n: int, weights: Weights) -> Topology:
+    return _weighted("ring", graphs.ring(n), weights)
+
+
+def _lattice(name: str, n: int, weights: Weights, rows: Any, cols: Any, minimum: int) -> Topology:
+    rows = None if rows is None else as_int(name, "rows", rows, minimum=1)
+    cols = None if cols is None else as_int(name, "cols", cols, minimum=1)
+    rows, cols = graphs.lattice_shape(name, n, rows, cols, minimum)
+    G = graphs.lattice(rows, cols, wrap=name == "torus")
+    return _weighted(name, G, weights, rows=rows, cols=cols)
+
+
+def _torus(n: int, weights: Weights, rows: Any = None, cols: Any = None) -> Topology:
+    return _lattice("torus", n, weights, rows, cols, minimum=3)
+
+
+def _grid(n: int, weights: Weights, rows: Any = None, cols: Any = None) -> Topology:
+    return _lattice("grid", n, weights, rows, cols, minimum=1)
+
+
+def _star(n: int, weights: Weights) -> Topology:
+    return _weighted("star", graphs.star(n), weights)
+
+
+def _hypercube(n: int, weights: Weights) -> Topology:
+    return _weighted("hypercube", graphs.hypercube(n), weights)
+
+
+def _exponential(n: int, weights: Weights) -> Topology:
+    return _weighted("exponential", graphs.exponential(n), weights)
+
+
+def _random_regular(n: int, weights: Weights, degree: Any = None, seed: Any = 0) -> Topology:
+    # n * degree must be even: 3 for even n, 4 for odd n, never more than n - 1.
+    degree = min(n - 1, 3 if n % 2 == 0 else 4) if degree is None else as_int(
+        "random-regular", "degree", degree, minimum=0)
+    seed = as_int("random-regular", "seed", seed, minimum=0)
+    G = graphs.random_regular(n, degree, seed)
+    return _weighted("random-regular", G, weights, degree=degree, seed=seed)
+
+
+def _erdos_renyi(n: int, weights: Weights, p: Any = None, seed: Any = 0) -> Topology:
+    if p is None:  # twice the connectivity threshold ln(n)/n, so few redraws are needed
+        p = min(1.0, 2 * math.log(n) / n) if n > 1 else 1.0
+    p = as_probability("erdos-renyi", "p", p)
+    seed = as_int("erdos-renyi", "seed", seed, minimum=0)
+    G = graphs.erdos_renyi(n, p, seed)
+    return _weighted("erdos-renyi", G, weights, p=p, seed=seed)
+
+
+def _graph_file(n: int, weights: Weights, path: Any = None, format: Any = "auto") -> Topology:
+    G = files.load_graph_file(as_path("graph-file", "path", path), n, format)
+    return _weighted("graph-file", G, weights, path=path, format=format)
+
+
+def _matrix_file(n: int, weights: Weights, path: Any = None) -> Topology:
+    path = as_path("matrix-file", "path", path)
+    W = files.load_matrix_file(path, n)
+    validate_mixing_matrix(W, name=f"matrix file '{path}'")
+    directed = not np.array_equal(W > 0, (W > 0).T)
+    return Topology.static("matrix-file", W, graph_of(W, directed), weights="file",
+                           default_weights="file", options={"path": path})
+
+
+def _one_peer_exponential(n: int, weights: Weights) -> Topology:
+    return Topology("one-peer-exponential", n, dynamic.one_peer_exponential(n),
+                    period=dynamic.one_peer_exponential_period(n), directed=True,
+                    weights=weights, default_weights="uniform")
+
+
+def _random_one_peer(n: int, weights: Weights, seed: Any = 0, period: Any = 1000) -> Topology:
+    seed = as_int("random-one-peer", "seed", seed, minimum=0)
+    period = as_int("random-one-peer", "period", period, minimum=1)
+    return Topology("random-one-peer", n, dynamic.random_one_peer(n, seed), period=period,
+                    directed=True, weights=weights, default_weights="uniform",
+                    options={"seed": seed, "period": period})
+
+
+_ALL = [
+    Family("complete", "everyone averages with everyone: W = 1/n (an allreduce)",
+           _complete, default_weights="uniform"),
+    Family("ring", "cycle, n >= 3; default 1/3 to self and to each neighbour",
+           _ring, default_weights="uniform"),
+    Family("torus", "rows x cols grid with wrap-around (both >= 3); default 1/5 to self and 4 neighbours",
+           _torus, ("rows", "cols"), default_weights="uniform"),
+    Family("grid", "rows x cols mesh without wrap-around; Metropolis-Hastings",
+           _grid, ("rows", "cols")),
+    Family("star", "hub 0 linked to every other node; Metropolis-Hastings", _star),
+    Family("hypercube", "n = 2^d, neighbours differ in one bit; default 1/(d+1)",
+           _hypercube, default_weights="uniform"),
+    Family("exponential", "directed, i sends to i + 2^k, k < ceil(log2 n); 1/(ceil(log2 n)+1) (Ying et al. 2021)",
+           _exponential, default_weights="uniform", weight_rules=ONE_RULE),
+    Family("one-peer-exponential", "time-varying, period ceil(log2 n): i averages with i + 2^(t mod period)",
+           _one_peer_exponential, default_weights="uniform", weight_rules=ONE_RULE),
+    Family("random-regular", "random connected regular graph; default uniform weights",
+           _random_regular, ("degree", "seed"), default_weights="uniform"),
+    Family("erdos-renyi", "random connected G(n, p) graph; Metropolis-Hastings",
+           _erdos_renyi, ("p", "seed")),
+    Family("random-one-peer", "time-varying directed: i averages with a seeded random peer, no fixed points",
+           _random_one_peer, ("seed", "period"), default_weights="uniform", weight_rules=ONE_RULE),
+    Family("graph-file", "your undirected graph: edge list or adjacency (text or .npy); Metropolis-Hastings",
+           _graph_file, ("path", "format")),
+    Family("matrix-file", "your mixing matrix W (.npy or text), checked doubly stochastic",
+           _matrix_file, ("path",), default_weights="file", weight_rules=("file",)),
+]
+FAMILIES: Dict[str, Family] = {family.name: family for family in _ALL}
+
+
+def _resolve_weights(family: Family, weights: Weights) -> Weights:
+    if not isinstance(weights, str):
+        if "explicit" not in family.weight_rules:
+            raise TopologyError(f"{family.name} does not take an explicit weight matrix")
+        return weights
+    rule = family.default_weights if weights == "default" else weights
+    if rule not in family.weight_rules or rule == "explicit":
+        known = ", ".join(["default"] + [r for r in family.weight_rules if r != "explicit"])
+        raise TopologyError(f"{family.name} takes weights {known}; got '{weights}'")
+    return rule
+
+
+def build(name: str, n: int, weights: Weights = "default", **options: Any) -> Topology:
+    """Build the topology `name` on n nodes.
+
+    Args:
+        name: a key of FAMILIES.
+        n: number of nodes (workers), >= 1.
+        weights: "default" (the family's rule), "metropolis", "uniform",
+            "max-degree", or an explicit (n, n) matrix for undirected families.
+        options: family options, e.g. rows=4, cols=4 for torus.
+
+    Raises:
+        TopologyError: with a one-line message for any unusable input.
+
+    Example:
+        >>> build("torus", 16).W(0)[0, 1]
+        0.2
+    """
+    if name not in FAMILIES:
+        raise TopologyError(f"unknown topology '{name}' (known: {', '.join(FAMILIES)})")
+    family = FAMILIES[name]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise TopologyError(f"n must be a positive integer, got {n!r}")
+    unknown = sorted(set(options) - set(family.options))
+    if unknown:
+        known = f"known: {', '.join(family.options)}" if family.options else "it takes none"
+        raise TopologyError(f"unknown option '{unknown[0]}' for {name} ({known})")
+    given = {k: v for k, v in options.items() if v is not None}
+    return family.make(int(n), _resolve_weights(family, weights), **given)
+
+
+def from_spec(spec: str, n: int) -> Topology:
+    """Build from a string such as "torus:rows=4,cols=4" or "graph-file:path=g.txt,weights=metropolis".
+
+    Option values that look like numbers become int or float; `weights=`
+    selects the weight rule.
+    """
+    name, options = parse_spec(spec)
+    weights = options.pop("weights", "default")
+    return build(name, n, weights, **options)
