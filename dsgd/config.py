@@ -95,6 +95,8 @@ class RunConfig:
     vectorize: str = opt("auto", "train a rank's workers in one batched pass", ["auto", "on", "off"])
     device: str = opt("auto", "cpu, cuda, or auto (GPU from the local rank when there is one)")
     log_every: int = opt(20, "progress line every this many steps (rank 0)")
+    checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)")
+    keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)")
     threads: int = opt(0, "torch threads per process (0: leave as is)")
 
 
@@ -213,11 +215,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
-    """Defaults <- recipe <- flags. Raises ConfigError for anything wrong."""
+    """Defaults (or a resumed run's saved settings) <- recipe <- flags. Raises ConfigError."""
     ap = build_parser()
     ap.__class__ = _Parser
     ns = ap.parse_args(argv)
     cfg = Config()
+    if ns.resume:
+        cfg = _saved_config(ns.resume)
     if ns.config:
         for k, v in load_recipe(ns.config).items():
             _set(cfg, k, v)
@@ -226,6 +230,20 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
         if v is not None:
             _set(cfg, name, v)
     return cfg, ns
+
+
+def _saved_config(resume: str) -> Config:
+    from dsgd.train.checkpoint import CheckpointError, find
+    try:
+        run_dir, _, _ = find(resume)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml to resume with")
+    cfg = from_dict(yaml.safe_load(saved.read_text()) or {})
+    cfg.run.out = str(run_dir)
+    return cfg
 
 
 def from_dict(d: dict) -> Config:

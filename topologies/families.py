@@ -31,7 +31,7 @@ class Family:
 
     make(n, weights, **options) receives a rule already checked against
     `weight_rules` ("default" replaced by `default_weights`); options not
-    given are None and the family picks its default.
+    given (or given as None) are left out, so make's own defaults apply.
     """
     name: str
     summary: str
@@ -135,24 +135,30 @@ _ALL = [
            _complete, default_weights="uniform"),
     Family("ring", "cycle, n >= 3; default 1/3 to self and to each neighbour",
            _ring, default_weights="uniform"),
-    Family("torus", "rows x cols grid with wrap-around (both >= 3); default 1/5 to self and 4 neighbours",
+    Family("torus", "rows x cols grid with wrap-around (both >= 3); "
+           "default 1/5 to self and 4 neighbours",
            _torus, ("rows", "cols"), default_weights="uniform"),
     Family("grid", "rows x cols mesh without wrap-around; Metropolis-Hastings",
            _grid, ("rows", "cols")),
     Family("star", "hub 0 linked to every other node; Metropolis-Hastings", _star),
     Family("hypercube", "n = 2^d, neighbours differ in one bit; default 1/(d+1)",
            _hypercube, default_weights="uniform"),
-    Family("exponential", "directed, i sends to i + 2^k, k < ceil(log2 n); 1/(ceil(log2 n)+1) (Ying et al. 2021)",
+    Family("exponential", "directed, i sends to i + 2^k, k < ceil(log2 n); "
+           "1/(ceil(log2 n)+1) (Ying et al. 2021)",
            _exponential, default_weights="uniform", weight_rules=ONE_RULE),
-    Family("one-peer-exponential", "time-varying, period ceil(log2 n): i averages with i + 2^(t mod period)",
+    Family("one-peer-exponential", "time-varying, period ceil(log2 n): "
+           "i averages with i + 2^(t mod period)",
            _one_peer_exponential, default_weights="uniform", weight_rules=ONE_RULE),
     Family("random-regular", "random connected regular graph; default uniform weights",
            _random_regular, ("degree", "seed"), default_weights="uniform"),
     Family("erdos-renyi", "random connected G(n, p) graph; Metropolis-Hastings",
            _erdos_renyi, ("p", "seed")),
-    Family("random-one-peer", "time-varying directed: i averages with a seeded random peer, no fixed points",
-           _random_one_peer, ("seed", "period"), default_weights="uniform", weight_rules=ONE_RULE),
-    Family("graph-file", "your undirected graph: edge list or adjacency (text or .npy); Metropolis-Hastings",
+    Family("random-one-peer", "time-varying directed: i averages with a seeded random peer, "
+           "no fixed points",
+           _random_one_peer, ("seed", "period"), default_weights="uniform",
+           weight_rules=ONE_RULE),
+    Family("graph-file", "your undirected graph: edge list or adjacency (text or .npy); "
+           "Metropolis-Hastings",
            _graph_file, ("path", "format")),
     Family("matrix-file", "your mixing matrix W (.npy or text), checked doubly stochastic",
            _matrix_file, ("path",), default_weights="file", weight_rules=("file",)),
@@ -186,7 +192,7 @@ def build(name: str, n: int, weights: Weights = "default", **options: Any) -> To
         TopologyError: with a one-line message for any unusable input.
 
     Example:
-        >>> build("torus", 16).W(0)[0, 1]
+        >>> float(build("torus", 16).W(0)[0, 1])
         0.2
     """
     if name not in FAMILIES:
@@ -203,7 +209,7 @@ def build(name: str, n: int, weights: Weights = "default", **options: Any) -> To
 
 
 def from_spec(spec: str, n: int) -> Topology:
-    """Build from a string such as "torus:rows=4,cols=4" or "graph-file:path=g.txt,weights=metropolis".
+    """Build from a spec such as "torus:rows=4,cols=4" or "graph-file:path=g.txt,weights=uniform".
 
     Option values that look like numbers become int or float; `weights=`
     selects the weight rule.

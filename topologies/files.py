@@ -96,7 +96,8 @@ def _graph_from_adjacency(A: np.ndarray, path: str, n: int) -> nx.Graph:
 
 def _graph_from_edges(A: np.ndarray, path: str, n: int) -> nx.Graph:
     if A.shape[1] != 2:
-        raise TopologyError(f"graph file '{path}': edge lines need 2 node numbers, got {A.shape[1]}")
+        raise TopologyError(
+            f"graph file '{path}': edge lines need 2 node numbers, got {A.shape[1]}")
     if not np.isfinite(A).all() or not np.array_equal(A, np.round(A)) or A.min() < 0:
         raise TopologyError(f"graph file '{path}': node numbers must be integers >= 0")
     nodes = int(A.max()) + 1
@@ -116,7 +117,8 @@ def load_graph_file(path: str, n: int, fmt: str = "auto") -> nx.Graph:
     n > 2, as an adjacency matrix, and anything else as an edge list.
     """
     if fmt not in GRAPH_FORMATS:
-        raise TopologyError(f"graph-file format must be one of {', '.join(GRAPH_FORMATS)}, got {fmt!r}")
+        raise TopologyError(
+            f"graph-file format must be one of {', '.join(GRAPH_FORMATS)}, got {fmt!r}")
     A = read_matrix(path, "graph file")
     square = A.shape == (n, n) and (n > 2 or path.endswith(".npy"))
     adjacency = fmt == "adjacency" or (fmt == "auto" and square)

@@ -53,7 +53,7 @@ class Topology:
     Example:
         >>> from topologies import build
         >>> topo = build("ring", 8)
-        >>> topo.W(0)[0, 1], topo.period, topo.time_varying
+        >>> float(topo.W(0)[0, 1]), topo.period, topo.time_varying
         (0.3333333333333333, 1, False)
     """
 
@@ -129,7 +129,11 @@ class Topology:
         return P.sum(axis=1).tolist(), P.sum(axis=0).tolist()
 
     def describe(self) -> Dict[str, Any]:
-        """Summary for logs and the CLI; for time-varying families lambda2 is the per-step period rate."""
+        """Summary for logs and the CLI.
+
+        lambda2 is lambda2(W) for static families and the per-step rate over
+        one period for time-varying ones (see spectra.spectral_gap).
+        """
         max_in = max_out = 0
         for t in range(self.period):
             d_in, d_out = self.degrees(t)

@@ -205,7 +205,9 @@ def table(report: dict) -> str:
         gbps = "-" if not r["bytes_sent_per_rank"] else f"{r['gbps']:.2f}"
         lines.append(f"{r['topology']:<22}{r['numel']:>10}  {r['kind']:<9}{r['dsgd_s'] * 1e3:>10.3f}"
                      f"{r['raw_s'] * 1e3:>10.3f}{ratio:>8}{gbps:>8}")
-    lines += [f"note: {n}" for n in report["notes"]]
+    lines += [f"skipped {s['topology']}: {s['reason']}" for s in report["skipped"]]
+    lines.append("ms per step: max over ranks, median over repetitions; GB/s = bytes sent per rank / dsgd "
+                 "time; --json gives the exact definitions")
     return "\n".join(lines)
 
 

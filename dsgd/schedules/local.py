@@ -13,7 +13,10 @@ from .base import Action, uniform
 
 @dataclass(frozen=True)
 class LocalSGD:
-    """Average parameters after every `local_steps` steps, and at the last step."""
+    """Average parameters after every `local_steps` steps.
+
+    The period does not depend on the run's length, so extending a run does not change its past.
+    """
 
     n_workers: int
     local_steps: int
@@ -25,7 +28,7 @@ class LocalSGD:
 
     def action(self, step: int) -> Action:
         H = self.local_steps
-        sync = (step + 1) % H == 0 or step == self.total_steps - 1
+        sync = (step + 1) % H == 0
         return Action(param_W=uniform(self.n_workers) if sync else None, sync=sync, local_steps=H)
 
 
@@ -33,8 +36,8 @@ class LocalSGD:
 class PostLocalSGD:
     """Phases [starts[k], starts[k+1]) with period periods[k]; H = 1 means parallel SGD.
 
-    Rounds are counted from each phase's start, and every phase ends with an average, so each
-    phase (and each LR decay checkpoint) begins from identical workers.
+    Rounds are counted from each phase's start, and every phase but the last ends with an
+    average, so each phase (and each LR decay checkpoint) begins from identical workers.
     """
 
     n_workers: int
@@ -58,6 +61,6 @@ class PostLocalSGD:
         H = self.periods[k]
         if H == 1:
             return Action(grad_W=uniform(self.n_workers), sync=True, local_steps=1, phase=k)
-        end = self.starts[k + 1] if k + 1 < len(self.starts) else self.total_steps
-        sync = (step - self.starts[k] + 1) % H == 0 or step == end - 1
+        phase_end = self.starts[k + 1] if k + 1 < len(self.starts) else None
+        sync = (step - self.starts[k] + 1) % H == 0 or step + 1 == phase_end
         return Action(param_W=uniform(self.n_workers) if sync else None, sync=sync, local_steps=H, phase=k)

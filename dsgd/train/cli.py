@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dsgd.config import ConfigError, parse
 from dsgd.data.errors import DatasetError
+from dsgd.train.checkpoint import CheckpointError
 
 USAGE_ERROR = 2
 
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         comm.barrier()
         from dsgd.train.loop import Run
         run = Run(cfg, mixer, out)
-    except (ConfigError, DatasetError, OSError) as e:
+        if ns.resume:
+            run.restore(ns.resume)
+    except (ConfigError, DatasetError, CheckpointError, OSError) as e:
         return fail(comm.rank, str(e))
     row = run.run()
     run.log.close()

@@ -17,6 +17,7 @@ from dsgd.data.samplers import make_sampler
 from dsgd.device import pick_device
 from dsgd.models import build_model
 from dsgd.train import build
+from dsgd.train import checkpoint as ckpt
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
 from dsgd.train.metrics import RunLog
@@ -135,6 +136,63 @@ class Run:
                       f"sent/worker {row['bytes_sent'] / 1e6:.1f} MB")
         return row
 
+    # -- checkpoints ------------------------------------------------------------------------
+    def meta(self) -> dict:
+        c = self.cfg
+        return {"world_size": self.comm.size, "workers_per_rank": c.run.workers_per_rank,
+                "algorithm": c.algo.algorithm, "topology": c.algo.topology if c.algo.algorithm == "dsgd" else None,
+                "seed": c.run.seed, "model": c.model.model, "dataset": c.data.dataset, "batch_size": c.run.batch_size}
+
+    def save(self) -> None:
+        """Every rank writes its workers; rank 0 then names the checkpoint the latest."""
+        w = self.workers
+        state = {
+            "params": [b.detach().cpu() for b in w.params],
+            "buffers": [[b.detach().cpu() for b in m.buffers()] for m in w.models],
+            "optim": [o.state_dict() for o in w.optimizers],
+            "worker_bytes_sent": torch.from_numpy(self.mixer.worker_bytes_sent.copy()),
+            "comm_stats": self.mixer.stats.as_dict(), "compute_s": self.compute_s, "window": list(self.window),
+            "rng": ckpt.rng_state(), "meta": self.meta(),
+        }
+        ckpt.save_rank(self.out, self.step, self.comm.rank, state)
+        self.comm.barrier()
+        if self.comm.rank == 0:
+            ckpt.write_manifest(self.out, self.step, self.comm.size, self.meta(), self.cfg.run.keep_checkpoints,
+                                pinned={0, *self.lr.decay_points})
+        self.comm.barrier()
+
+    def restore(self, resume: str) -> None:
+        _, ckpt_dir, manifest = ckpt.find(resume)
+        mine, theirs = self.meta(), manifest
+        for key in ("world_size", "workers_per_rank", "algorithm", "topology", "seed", "model", "dataset",
+                    "batch_size"):
+            if theirs.get(key) != mine[key]:
+                raise ckpt.CheckpointError(f"cannot resume: the checkpoint has {key}={theirs.get(key)!r}, "
+                                           f"this run has {key}={mine[key]!r}")
+        state = ckpt.load_rank(ckpt_dir, self.comm.rank)
+        w = self.workers
+        with torch.no_grad():
+            for b, saved in zip(w.params, state["params"]):
+                b.copy_(saved)
+            for m, saved in zip(w.models, state["buffers"]):
+                for b, s in zip(m.buffers(), saved):
+                    b.copy_(s)
+        for o, saved in zip(w.optimizers, state["optim"]):
+            o.load_state_dict(saved)
+        self.mixer.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
+        self.mixer.stats.load(state["comm_stats"])
+        self.compute_s, self.window = state["compute_s"], list(state["window"])
+        ckpt.restore_rng(state["rng"])
+        self.step = int(state["step"])
+        if self.comm.rank == 0:
+            self.log.truncate_after(self.step)
+        self.log.info(f"resumed from {ckpt_dir} at step {self.step}")
+
+    def checkpoint_due(self) -> bool:
+        every = self.cfg.run.checkpoint_every
+        return (self.step in self.lr.decay_points or (every > 0 and self.step % every == 0)
+                or self.step == self.plan.total_steps)
+
     def run(self) -> dict:
         cfg, r = self.cfg, self.cfg.run
         if self.comm.rank == 0:
@@ -144,6 +202,8 @@ class Run:
                       f"device {self.device}")
         self._t_start = time.time()
         row = self.evaluate(0) if r.eval_on_start and self.step == 0 else None
+        if self.step == 0:
+            self.save()
         pending, t_log, s_log = None, time.time(), self.step
         total = self.plan.total_steps
         while self.step < total:
@@ -160,4 +220,9 @@ class Run:
                     pending.wait()
                     pending = None
                 row = self.evaluate(self.step)
+            if self.checkpoint_due():
+                if pending is not None:
+                    pending.wait()
+                    pending = None
+                self.save()
         return row

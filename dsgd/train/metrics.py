@@ -43,6 +43,14 @@ class RunLog:
                     self._tb.add_scalar(k, v, row["step"])
             self._tb.flush()
 
+    def truncate_after(self, step: int) -> None:
+        """Drop metric rows past `step` (written after the checkpoint a run resumes from)."""
+        path = self.out / "metrics.jsonl"
+        self._metrics.close()
+        rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+        path.write_text("".join(r + "\n" for r in rows))
+        self._metrics = open(path, "a", buffering=1)
+
     def progress(self, step: int, total: int, loss: float, acc: float, H: int, samples_per_s: float) -> None:
         if self.rank == 0:
             pct = 100.0 * step / max(1, total)

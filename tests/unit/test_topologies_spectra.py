@@ -23,8 +23,9 @@ def test_four_by_four_torus_with_one_fifth_weights_has_lambda2_three_fifths():
 @pytest.mark.parametrize("rows, cols", [(3, 3), (3, 5), (4, 6), (5, 5)])
 def test_torus_lambda2_is_largest_magnitude_of_its_fourier_eigenvalues(rows, cols):
     # Eigenvalues of (I + A_torus) / 5 are (1 + 2 cos(2 pi a / rows) + 2 cos(2 pi b / cols)) / 5.
-    values = sorted(abs(1 + 2 * math.cos(2 * math.pi * a / rows) + 2 * math.cos(2 * math.pi * b / cols)) / 5
-                    for a in range(rows) for b in range(cols))
+    values = sorted(
+        abs(1 + 2 * math.cos(2 * math.pi * a / rows) + 2 * math.cos(2 * math.pi * b / cols)) / 5
+        for a in range(rows) for b in range(cols))
     topo = build("torus", rows * cols, rows=rows, cols=cols)
     assert lambda2(topo.W()) == pytest.approx(values[-2], abs=1e-12)
 

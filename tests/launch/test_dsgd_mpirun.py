@@ -1,0 +1,145 @@
+"""launch/dsgd-mpirun: the mpirun line it builds (--dry-run), its usage errors, and real runs."""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launch_helpers import REPO, WRAPPER, launch_env, run_with_timeout
+
+
+def dry_run(*args: str, env: dict | None = None, cwd: Path | None = None) -> list:
+    """The argv of the mpirun line the wrapper would run."""
+    base = {"DSGD_CORES_PER_NODE": "8"}   # the same thread arithmetic on any machine
+    res = run_with_timeout([str(WRAPPER), "--dry-run", *args], timeout=30,
+                           env=launch_env({**base, **(env or {})}), cwd=cwd)
+    assert res.returncode == 0, res.stdout
+    return shlex.split(res.stdout)
+
+
+def option_values(argv: list, option: str) -> list:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == option]
+
+
+def fake_uid_dir(tmp_path: Path, uid: int) -> str:
+    """A PATH entry whose `id` reports UID, to see the wrapper as a non-root user would."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (fake / "id").chmod(0o755)
+    return str(fake)
+
+
+def test_root_flag_only_for_root(tmp_path):
+    assert ("--allow-run-as-root" in dry_run("-np", "2", "--", "true")) == (os.geteuid() == 0)
+    as_user = launch_env()["PATH"]
+    argv = dry_run("-np", "2", "--", "true", env={"PATH": fake_uid_dir(tmp_path, 1000) + os.pathsep + as_user})
+    assert "--allow-run-as-root" not in argv
+
+
+def test_oversubscribe_only_when_asked():
+    plain = dry_run("-np", "2", "--", "true")
+    assert not any("oversubscribe" in word.lower() for word in plain)
+    assert option_values(plain, "--bind-to") == ["core"]
+    over = dry_run("-np", "16", "--oversubscribe", "--", "true")
+    assert option_values(over, "--map-by") == ["slot:OVERSUBSCRIBE"]
+    assert option_values(over, "--bind-to") == ["none"]
+    assert ["--mca", "mpi_yield_when_idle", "1"] == over[over.index("--mca"):over.index("--mca") + 3]
+
+
+@pytest.mark.parametrize("args, threads, map_by, bind", [
+    (["-np", "4"], 2, "slot:PE=2", "core"),                              # 8 cores / 4 ranks
+    (["-np", "16"], 1, "slot", "none"),                                  # more ranks than cores
+    (["-np", "2", "--threads", "3"], 3, "slot:PE=3", "core"),
+    (["-np", "4", "--per-node", "2"], 4, "ppr:2:node:PE=4", "core"),
+    (["-np", "4", "--bind", "none"], 2, "slot", "none"),
+])
+def test_threads_and_binding(args, threads, map_by, bind):
+    argv = dry_run(*args, "--", "true")
+    exported = option_values(argv, "-x")
+    assert f"OMP_NUM_THREADS={threads}" in exported and f"MKL_NUM_THREADS={threads}" in exported
+    assert option_values(argv, "--map-by") == [map_by]
+    assert option_values(argv, "--bind-to") == [bind]
+
+
+def test_environment_forwarding():
+    env = {"PYTHONPATH": "/somewhere", "DSGD_DATA_DIR": "/data", "DSGD_CORES_PER_NODE": "8"}
+    exported = option_values(dry_run("-np", "1", "--", "true", env=env), "-x")
+    assert {"PATH", "PYTHONPATH", "DSGD_DATA_DIR", "DSGD_CORES_PER_NODE"} <= set(exported)
+    unset = launch_env()
+    unset.pop("LD_LIBRARY_PATH", None)
+    res = run_with_timeout([str(WRAPPER), "--dry-run", "-np", "1", "--", "true"], 30, env=unset)
+    assert "LD_LIBRARY_PATH" not in option_values(shlex.split(res.stdout), "-x")
+
+
+@pytest.mark.parametrize("command, expected_tail", [
+    (["python", "-m", "dsgd.train", "--epochs", "1"], ["python", "-m", "mpi4py", "-m", "dsgd.train", "--epochs", "1"]),
+    ([sys.executable, "-u", "script.py"], [sys.executable, "-u", "-m", "mpi4py", "script.py"]),
+    (["python3", "-m", "mpi4py", "x.py"], ["python3", "-m", "mpi4py", "x.py"]),    # not doubled
+    (["./train.sh", "python"], ["./train.sh", "python"]),                       # not a python command
+])
+def test_python_ranks_run_under_mpi4py(command, expected_tail):
+    argv = dry_run("-np", "2", "--", *command)
+    assert argv[-len(expected_tail):] == expected_tail
+
+
+def test_hostfile_sets_the_rank_count(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("# two nodes\nnode01 slots=2\nnode02 slots=3  # bigger\n\n")
+    argv = dry_run("--hostfile", str(hostfile), "--", "true")
+    assert option_values(argv, "-np") == ["5"] and option_values(argv, "--hostfile") == [str(hostfile)]
+    assert option_values(dry_run("--hostfile", str(hostfile), "--per-node", "1", "--", "true"), "-np") == ["2"]
+    # The repository's example hostfile: four slots on this machine.
+    assert option_values(dry_run("--hostfile", "hostfile", "--", "true", cwd=REPO), "-np") == ["4"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hostfile", "/nonexistent/hosts", "--", "true"], "hostfile not found"),
+    (["-np", "0", "--", "true"], "-np must be an integer >= 1"),
+    (["-np", "two", "--", "true"], "-np must be an integer >= 1"),
+    (["-np", "2"], "no command given"),
+    (["-np", "2", "--bind", "socket", "--", "true"], "--bind must be core or none"),
+    (["--frobnicate", "--", "true"], "unknown option --frobnicate"),
+])
+def test_usage_errors_are_one_line_with_status_2(args, message):
+    res = run_with_timeout([str(WRAPPER), *args], timeout=30)
+    assert res.returncode == 2
+    assert res.stdout.count("\n") == 1 and message in res.stdout
+
+
+ALLREDUCE = """
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+total = comm.allreduce(comm.rank + 1)
+assert total == comm.size * (comm.size + 1) // 2, total
+if comm.rank == 0:
+    print(f"allreduce ok {comm.size} {total}", flush=True)
+"""
+
+FAIL_ON_RANK_1 = """
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+if comm.rank == 1:
+    raise RuntimeError("deliberate failure on rank 1")
+comm.barrier()   # the other ranks would wait here forever without mpi4py's abort
+"""
+
+
+def test_real_run_allreduce():
+    res = run_with_timeout([str(WRAPPER), "-np", "3", "--oversubscribe", "--", "python", "-c", ALLREDUCE],
+                           timeout=60)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "allreduce ok 3 6" in res.stdout
+
+
+def test_one_failing_rank_aborts_the_job():
+    t0 = time.monotonic()
+    res = run_with_timeout([str(WRAPPER), "-np", "3", "--oversubscribe", "--", "python", "-c", FAIL_ON_RANK_1],
+                           timeout=60)
+    assert res.returncode != 0
+    assert "deliberate failure on rank 1" in res.stdout
+    assert time.monotonic() - t0 < 30
