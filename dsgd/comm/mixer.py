@@ -125,7 +125,7 @@ class Mixer:
     def _finish_average(self, buffers, sums) -> None:
         for b, s in zip(buffers, sums):
             s.div_(self.n_workers)
-            if self.K > 1:
+            if s.data_ptr() != b.data_ptr():  # reduced a copy (K > 1, or non-blocking)
                 b.copy_(s.expand_as(b))
 
     # -- sparse ---------------------------------------------------------------------------

@@ -37,7 +37,8 @@ def fake_uid_dir(tmp_path: Path, uid: int) -> str:
 def test_root_flag_only_for_root(tmp_path):
     assert ("--allow-run-as-root" in dry_run("-np", "2", "--", "true")) == (os.geteuid() == 0)
     as_user = launch_env()["PATH"]
-    argv = dry_run("-np", "2", "--", "true", env={"PATH": fake_uid_dir(tmp_path, 1000) + os.pathsep + as_user})
+    user_path = fake_uid_dir(tmp_path, 1000) + os.pathsep + as_user
+    argv = dry_run("-np", "2", "--", "true", env={"PATH": user_path})
     assert "--allow-run-as-root" not in argv
 
 
@@ -77,7 +78,8 @@ def test_environment_forwarding():
 
 
 @pytest.mark.parametrize("command, expected_tail", [
-    (["python", "-m", "dsgd.train", "--epochs", "1"], ["python", "-m", "mpi4py", "-m", "dsgd.train", "--epochs", "1"]),
+    (["python", "-m", "dsgd.train", "--epochs", "1"],
+     ["python", "-m", "mpi4py", "-m", "dsgd.train", "--epochs", "1"]),
     ([sys.executable, "-u", "script.py"], [sys.executable, "-u", "-m", "mpi4py", "script.py"]),
     (["python3", "-m", "mpi4py", "x.py"], ["python3", "-m", "mpi4py", "x.py"]),    # not doubled
     (["./train.sh", "python"], ["./train.sh", "python"]),                       # not a python command
@@ -92,7 +94,8 @@ def test_hostfile_sets_the_rank_count(tmp_path):
     hostfile.write_text("# two nodes\nnode01 slots=2\nnode02 slots=3  # bigger\n\n")
     argv = dry_run("--hostfile", str(hostfile), "--", "true")
     assert option_values(argv, "-np") == ["5"] and option_values(argv, "--hostfile") == [str(hostfile)]
-    assert option_values(dry_run("--hostfile", str(hostfile), "--per-node", "1", "--", "true"), "-np") == ["2"]
+    per_node = dry_run("--hostfile", str(hostfile), "--per-node", "1", "--", "true")
+    assert option_values(per_node, "-np") == ["2"]
     # The repository's example hostfile: four slots on this machine.
     assert option_values(dry_run("--hostfile", "hostfile", "--", "true", cwd=REPO), "-np") == ["4"]
 
@@ -138,8 +141,8 @@ def test_real_run_allreduce():
 
 def test_one_failing_rank_aborts_the_job():
     t0 = time.monotonic()
-    res = run_with_timeout([str(WRAPPER), "-np", "3", "--oversubscribe", "--", "python", "-c", FAIL_ON_RANK_1],
-                           timeout=60)
+    command = [str(WRAPPER), "-np", "3", "--oversubscribe", "--", "python", "-c", FAIL_ON_RANK_1]
+    res = run_with_timeout(command, timeout=60)
     assert res.returncode != 0
     assert "deliberate failure on rank 1" in res.stdout
     assert time.monotonic() - t0 < 30
