@@ -23,7 +23,8 @@ class SimulatedMixer:
 
     def __init__(self, n_workers: int):
         self.n_workers = self.K = n_workers
-        self.stats = CommStats()
+        self.comm = SelfCommunicator()
+        self.stats = self.comm.stats
         self.worker_bytes_sent = np.zeros(n_workers, dtype=np.float64)
 
     def start(self, buffers: Sequence[torch.Tensor], W: np.ndarray, blocking: bool = False):
