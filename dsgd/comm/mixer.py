@@ -6,6 +6,11 @@ exchange with the ranks holding in/out-neighbours followed by a local weighted s
 
 Each worker's sum runs in a fixed order (its own term, then neighbours by ascending global
 index), so the result does not depend on how workers are spread over processes.
+
+With one worker per process on CPU, a sparse step moves each buffer in column chunks and sums
+chunk c as soon as chunk c has arrived, while later chunks are still in flight: the received
+chunk is summed while it is still in cache, and the sum overlaps the transfer. The sum per
+element is the same operations in the same order, so the result is bitwise the same.
 """
 from __future__ import annotations
 
@@ -19,10 +24,16 @@ from .base import Communicator, Done, Timer
 from .plan import MixPlan, make_plan
 
 PLAN_CACHE_SIZE = 1024  # time-varying families repeat with a period; keep a cycle's worth
+CHUNK_BYTES = 4 << 20   # pipeline chunk of one row: a few MiB keeps it in cache, amortizes per-message cost
+MAX_CHUNKS = 64         # per buffer; larger rows get larger chunks (keeps tags small)
+MAX_TAG = 32767         # the MPI standard's smallest guaranteed MPI_TAG_UB
 
 
 class PendingMix:
-    """A started mixing step. wait() finishes it and writes the mixed values in place."""
+    """A started mixing step. wait() finishes it and writes the mixed values in place.
+
+    For a sparse step, requests[i] lists (column range, request) of buffer i, one per chunk.
+    """
 
     def __init__(self, mixer: "Mixer", plan: MixPlan, buffers, requests, scratch):
         self.mixer, self.plan, self.buffers = mixer, plan, buffers
@@ -32,14 +43,24 @@ class PendingMix:
     def wait(self) -> None:
         if self.done:
             return
-        with Timer(self.mixer.comm.stats):
-            for r in self.requests:
-                r.wait()
-        if self.plan.kind == "average":
-            self.mixer._finish_average(self.buffers, self.scratch)
-        elif self.plan.kind == "sparse":
-            self.mixer._combine(self.plan, self.buffers, self.scratch)
+        if self.plan.kind == "sparse":
+            self._wait_sparse()
+        else:
+            with Timer(self.mixer.comm.stats):
+                for r in self.requests:
+                    r.wait()
+            if self.plan.kind == "average":
+                self.mixer._finish_average(self.buffers, self.scratch)
         self.done = True
+
+    def _wait_sparse(self) -> None:
+        # Chunk c of a buffer is summed once its own sends and receives are done: later chunks
+        # keep moving meanwhile, and the in-place sum never overwrites bytes still being sent.
+        for b, recv, chunks in zip(self.buffers, self.scratch, self.requests):
+            for cols, request in chunks:
+                with Timer(self.mixer.comm.stats):
+                    request.wait()
+                self.mixer._combine(self.plan, b, recv, cols)
 
 
 class Mixer:
@@ -142,32 +163,55 @@ class Mixer:
             buf = self._recv_cache[key] = torch.empty(rows, b.shape[1], dtype=b.dtype, device=b.device)
         return buf[:rows]
 
+    def _chunks(self, buffers) -> list[list[slice]]:
+        """Column ranges each buffer moves and sums in, in order.
+
+        Several only for one worker per process on CPU, where a chunk is one contiguous piece of
+        the row; one range otherwise. Every rank computes the same ranges (buffers have the same
+        shapes everywhere), so chunk c of buffer i travels under the same tag on both ends.
+        """
+        pipelined = self.K == 1 and len(buffers) * MAX_CHUNKS <= MAX_TAG
+        out = []
+        for b in buffers:
+            m = b.shape[1]
+            step = max(m, 1)
+            if pipelined and b.device.type == "cpu":
+                step = max(CHUNK_BYTES // b.element_size(), -(-m // MAX_CHUNKS))
+                step = -(-step // 1024) * 1024  # whole SIMD vectors in every chunk but the last
+            out.append([slice(lo, min(lo + step, m)) for lo in range(0, max(m, 1), step)])
+        return out
+
     def _start_sparse(self, plan: MixPlan, buffers) -> PendingMix:
         requests, received = [], []
-        for i, b in enumerate(buffers):
-            sends = [(peer, _rows(b, slots)) for peer, slots in plan.send_to]
+        for i, (b, chunks) in enumerate(zip(buffers, self._chunks(buffers))):
             recv = self._recv_buffer(i, b, plan.rows_received)
-            recvs, r0 = [], 0
-            for peer, workers in plan.recv_from:
-                recvs.append((peer, recv[r0:r0 + len(workers)]))
-                r0 += len(workers)
-            requests.append(self.comm.iexchange(sends, recvs, tag=i))
+            posted = []
+            for c, cols in enumerate(chunks):
+                sends = [(peer, _rows(b, slots)[:, cols]) for peer, slots in plan.send_to]
+                recvs, r0 = [], 0
+                for peer, workers in plan.recv_from:
+                    recvs.append((peer, recv[r0:r0 + len(workers), cols]))
+                    r0 += len(workers)
+                posted.append((cols, self.comm.iexchange(sends, recvs, tag=c * len(buffers) + i)))
+            requests.append(posted)
             received.append(recv)
         return PendingMix(self, plan, buffers, requests, received)
 
-    def _combine(self, plan: MixPlan, buffers, received) -> None:
+    def _combine(self, plan: MixPlan, b: torch.Tensor, recv: torch.Tensor, cols: slice) -> None:
+        """Columns `cols` of b <- the weighted sum of their sources, in the plan's fixed order."""
         K = self.K
-        for b, recv in zip(buffers, received):
-            def source(s):
-                return b[s] if s < K else recv[s - K]
-            out = b if K == 1 else torch.empty_like(b)
-            for slot, terms in enumerate(plan.rows):
-                (_, w_self), rest = terms[0], terms[1:]
-                torch.mul(b[slot], w_self, out=out[slot])
-                for s, w in rest:
-                    out[slot].add_(source(s), alpha=w)
-            if K > 1:
-                b.copy_(out)
+        b, recv = b[:, cols], recv[:, cols]
+
+        def source(s):
+            return b[s] if s < K else recv[s - K]
+        out = b if K == 1 else torch.empty_like(b)
+        for slot, terms in enumerate(plan.rows):
+            (_, w_self), rest = terms[0], terms[1:]
+            torch.mul(b[slot], w_self, out=out[slot])
+            for s, w in rest:
+                out[slot].add_(source(s), alpha=w)
+        if K > 1:
+            b.copy_(out)
 
     def _check(self, buffers) -> None:
         for b in buffers:

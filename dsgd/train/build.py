@@ -61,7 +61,7 @@ def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
     n = world_size * cfg.run.workers_per_rank
     full = train_size // (n * cfg.run.batch_size)
     spe = cfg.data.steps_per_epoch or full
-    if spe < 1:
+    if full < 1 and not cfg.data.replacement:
         raise ConfigError(f"total batch {n * cfg.run.batch_size} is larger than the training set ({train_size})")
     if cfg.data.steps_per_epoch > full and not cfg.data.replacement:
         raise ConfigError(f"steps-per-epoch {spe} needs {spe * n * cfg.run.batch_size} samples per epoch without "

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from dsgd.config import Config
-from dsgd.data.augment import augmentation_for
+from dsgd.data.augment import Augmentation, augmentation_for
 from dsgd.data.batches import local_batch
 from dsgd.data.datasets import load_dataset
 from dsgd.data.samplers import make_sampler
@@ -21,7 +21,7 @@ from dsgd.train import checkpoint as ckpt
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
 from dsgd.train.metrics import RunLog
-from dsgd.train.workers import WorkerSet
+from dsgd.train.vectorized import make_workers
 
 
 class NonFiniteError(RuntimeError):
@@ -46,12 +46,15 @@ class Run:
         model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
                             self.train_set.image_size, norm=cfg.model.norm, n_groups=cfg.model.n_groups)
         K = r.workers_per_rank
-        self.workers = WorkerSet(model, K, self.comm.rank * K, cfg.optim, self.device)
-        self.eval_model = copy.deepcopy(model).to(self.device)
         self.sampler = make_sampler(cfg.data.replacement, len(self.train_set), self.plan.n_workers,
                                     r.batch_size, r.seed, self.plan.steps_per_epoch)
         aug = cfg.data.augment
-        self.augment = augmentation_for(cfg.data.dataset) if aug is None else bool(aug)
+        # unset: the dataset's usual choice; true: random crop (padding 4) and horizontal flip
+        self.augment = augmentation_for(cfg.data.dataset) if aug is None else (
+            Augmentation(crop=True, flip=True, padding=4) if aug else False)
+        probe = self.batch_of(0)(self.comm.rank * K)
+        self.workers = make_workers(model, K, self.comm.rank * K, cfg.optim, self.device, r.vectorize, probe)
+        self.eval_model = copy.deepcopy(model).to(self.device)
         self.log = RunLog(out, self.comm.rank)
         self.out = out
         self.step = 0
@@ -113,9 +116,9 @@ class Run:
                 reestimate_batchnorm_(self.eval_model, self.train_set, cfg.run.bn_batches, cfg.run.batch_size,
                                       cfg.run.seed, step, self.device)
             else:
-                bufs = self.mixer.average(w.packed_buffers())
-                w._buffer_layout.unpack_([b.unsqueeze(0) for b in bufs], 0,
-                                         [b for b in self.eval_model.buffers() if b.is_floating_point()])
+                floats = [b for b in self.eval_model.buffers() if b.is_floating_point()]
+                averaged = [b for b in self.mixer.average(w.packed_buffers())]
+                torch.nn.utils.vector_to_parameters(torch.cat(averaged), floats)
         test_loss, test_acc = evaluate(self.eval_model, self.test_set, comm, self.device)
         loss_sum, correct, seen = comm.allreduce_floats(self.window)
         bytes_sent, comm_s, compute_s = comm.allreduce_floats(

@@ -20,6 +20,19 @@ def float_buffers(model: torch.nn.Module) -> list[torch.Tensor]:
     return [b for b in model.buffers() if b.is_floating_point()]
 
 
+def bind_buffers_(model: torch.nn.Module, layout: BucketLayout, buffers, k: int) -> None:
+    """Make replica k's module buffers (BatchNorm statistics, counters) views of row k."""
+    i = 0
+    for module in model.modules():
+        for name, b in module._buffers.items():
+            if b is None:
+                continue
+            view = layout.view(buffers, k, i)
+            view.copy_(b)
+            module._buffers[name] = view
+            i += 1
+
+
 def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], cfg) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW; optionally no weight decay on biases and norm parameters."""
     decay, no_decay = [], []
@@ -49,7 +62,11 @@ class WorkerSet:
             bind_grads_(self.layout, self.grads, k, params[k])
         self.optimizers = [make_optimizer(params[k], names, optim_cfg) for k in range(K)]
         self._state_layout = None
-        self._buffer_layout = BucketLayout(float_buffers(self.models[0])) if float_buffers(self.models[0]) else None
+        # Buffers live in flat storage too: mixing averages the floating-point buckets in place.
+        self.buffer_layout = BucketLayout(list(self.models[0].buffers()))
+        self.buffers = self.buffer_layout.allocate(K)
+        for k in range(K):
+            bind_buffers_(self.models[k], self.buffer_layout, self.buffers, k)
 
     @property
     def workers(self) -> range:
@@ -90,17 +107,12 @@ class WorkerSet:
 
     # -- what else mixing may carry --------------------------------------------------------
     def packed_buffers(self):
-        """BatchNorm statistics of the K workers as (K, m) buffers, or None without any."""
-        if self._buffer_layout is None:
-            return None
-        bufs = self._buffer_layout.allocate(self.K)
-        for k, m in enumerate(self.models):
-            self._buffer_layout.pack_(bufs, k, float_buffers(m))
-        return bufs
+        """Floating-point buffers (BatchNorm statistics) of the K workers, (K, m) each, or None."""
+        floats = [b for b in self.buffers if b.is_floating_point()]
+        return floats or None
 
     def unpack_buffers(self, bufs) -> None:
-        for k, m in enumerate(self.models):
-            self._buffer_layout.unpack_(bufs, k, float_buffers(m))
+        """Nothing to do: the packed buffers are the models' own storage."""
 
     def state_tensors(self, k: int) -> list[torch.Tensor]:
         """Optimizer state tensors of worker k (momentum, Adam moments), in parameter order."""

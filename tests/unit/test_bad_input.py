@@ -1,0 +1,102 @@
+"""Bad input: one clear line on stderr, exit status 2, no traceback, before any training step.
+
+Each row is (flags, what the user must read). The README's table lists the same cases.
+"""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dsgd.train.cli import main
+
+FAST = ["--steps-per-epoch", "2", "--epochs", "1", "--norm", "none", "--eval-every", "2"]
+
+
+def _user_files(tmp_path):
+    (tmp_path / "bad.yaml").write_text("lr: [unclosed\n")
+    (tmp_path / "unknown.yaml").write_text("learning_rate: 0.1\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    np.save(tmp_path / "notstochastic.npy", np.ones((1, 1)) * 0.5)
+    np.savetxt(tmp_path / "W3.txt", np.full((3, 3), 1 / 3))
+    return tmp_path
+
+
+CASES = [
+    (["--frobnicate", "1"], "unrecognized arguments: --frobnicate"),
+    (["--lr", "0"], "lr must be > 0, got 0.0"),
+    (["--lr", "-0.1"], "lr must be > 0, got -0.1"),
+    (["--lr", "fast"], "lr must be float, got 'fast'"),
+    (["--local-steps", "-2"], "local-steps must be >= 1, got -2"),
+    (["--local-steps", "1.5"], "local_steps must be int, got '1.5'"),
+    (["--total-batch-size", "100"], "total-batch-size 100 != workers 1 x local batch 32 = 32"),
+    (["--batch-size", "0"], "batch-size must be >= 1, got 0"),
+    (["--epochs", "0"], "epochs must be > 0, got 0.0"),
+    (["--workers-per-rank", "0"], "workers-per-rank must be >= 1, got 0"),
+    (["--physical-batch-size", "5"], "physical-batch-size 5 must divide batch-size 32"),
+    (["--label-noise", "1.5"], "label-noise must be in [0, 1), got 1.5"),
+    (["--momentum", "1.5"], "momentum in [0, 1)"),
+    (["--nesterov", "true"], "nesterov needs momentum > 0"),
+    (["--algorithm", "gossip"], "algorithm must be one of csgd, local, postlocal, qsr, dsgd; got 'gossip'"),
+    (["--model", "transformer"], "model must be one of"),
+    (["--overlap", "true", "--algorithm", "local"], "overlap applies to dsgd only"),
+    (["--topology", "moebius"], "topology: unknown topology 'moebius' (known: complete, ring"),
+    (["--topology", "torus", "--workers-per-rank", "7"], "torus needs n = rows*cols with rows, cols >= 3"),
+    (["--topology", "ring", "--workers-per-rank", "2"], "topology: ring needs n >= 3"),
+    (["--topology", "matrix-file:path={tmp}/notstochastic.npy"], "topology:"),
+    (["--topology", "matrix-file:path={tmp}/W3.txt", "--workers-per-rank", "4"], "topology:"),
+    (["--config", "{tmp}/missing.yaml"], "recipe {tmp}/missing.yaml does not exist"),
+    (["--config", "{tmp}/bad.yaml"], "is not valid YAML"),
+    (["--config", "{tmp}/unknown.yaml"], "unknown setting 'learning_rate'"),
+    (["--config", "{tmp}/list.yaml"], "must be a mapping of settings"),
+    (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "CIFAR-10"),
+    (["--data-dir", "{tmp}/nowhere"], "{tmp}/nowhere"),
+    (["--steps-per-epoch", "100000"], "steps-per-epoch 100000 needs"),
+    (["--batch-size", "70000"], "is larger than the training set"),
+    (["--resume", "{tmp}/nowhere"], "no checkpoint to resume from in {tmp}/nowhere"),
+]
+
+
+@pytest.mark.parametrize("flags, message", CASES, ids=[" ".join(c[0])[:40] for c in CASES])
+def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, capsys, flags, message):
+    tmp = _user_files(tmp_path)
+    argv = [f.replace("{tmp}", str(tmp)) for f in FAST + flags] + ["--out", str(tmp / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("dsgd.train: error: ")
+    assert message.replace("{tmp}", str(tmp)) in err
+    assert not (tmp / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_corrupt_and_malicious_checkpoints_are_refused_without_running_code(tmp_path, capsys):
+    ck = tmp_path / "run" / "checkpoints"
+    (ck / "step-00000002").mkdir(parents=True)
+    (ck / "latest.json").write_text('{"format": "dsgd-checkpoint-1", "step": 2, "dir": "step-00000002", '
+                                    '"world_size": 1, "workers_per_rank": 1, "algorithm": "local", '
+                                    '"topology": null, "seed": 0, "model": "cnn", "dataset": "fashion-mnist", '
+                                    '"batch_size": 32}')
+    (tmp_path / "run" / "config.yaml").write_text("algo:\n  algorithm: local\n")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (__import__("os").system, (f"touch {marker}",))
+
+    (ck / "step-00000002" / "rank0.pt").write_bytes(pickle.dumps({"format": Evil()}))
+    assert main(FAST + ["--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "is corrupt or not a dsgd checkpoint" in err
+    assert not marker.exists()
+    (ck / "step-00000002" / "rank0.pt").write_bytes(b"\x00garbage")
+    assert main(FAST + ["--resume", str(tmp_path / "run")]) == 2
+    assert "is corrupt or not a dsgd checkpoint" in capsys.readouterr().err
+
+
+def test_a_real_process_prints_no_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "dsgd.train", "--lr", "-1", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "dsgd.train: error: lr must be > 0, got -1.0"
+    assert "Traceback" not in res.stdout + res.stderr
