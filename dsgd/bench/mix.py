@@ -42,6 +42,7 @@ NOTES = [
     "raw_s: plain mpi4py moving the same bytes to the same peers, without the weighted sum; "
     "ratio = dsgd_s / raw_s, null when raw_s is 0 (identity: the baseline is an empty operation)",
     "kind: how the Mixer runs the step, read off W: identity, average (one allreduce) or sparse",
+    "all buffers, dsgd's and the baseline's numpy arrays, come from torch's allocator",
 ]
 
 
@@ -80,11 +81,13 @@ class RawStep:
 
     def __init__(self, comm, numel: int, matrices: list[np.ndarray]):
         self.comm, self.rank = comm, comm.Get_rank()
-        # Written, not np.zeros: calloc'd pages all map the kernel's one zero page, which a send
-        # would read from cache. Zeros keep repeated Allreduce sums finite.
-        self.buf = np.full(numel, 0.0, dtype=np.float32)
+        # Memory from torch's allocator, like the Mixer's: where pages come from changes copy speed
+        # by tens of percent here, and the ratio should show dsgd's cost, not the allocator's.
+        # Zeros are written (not np.zeros' untouched pages, which all map the kernel's one zero
+        # page and read from cache) and keep repeated Allreduce sums finite.
+        self.buf = torch.zeros(numel).numpy()
         peers = sorted({j for W in matrices for j in in_peers(W, self.rank)})
-        self.recv = {j: np.full(numel, 0.0, dtype=np.float32) for j in peers}  # touched before timing
+        self.recv = {j: torch.zeros(numel).numpy() for j in peers}
 
     def __call__(self, W: np.ndarray) -> None:
         kind = classify(W)
@@ -108,7 +111,7 @@ def measure(world, raw_comm, comm, topo, numel: int, warmup: int, repeats: int) 
     """Median max-over-ranks seconds of the dsgd step and the raw step, and bytes sent per step."""
     rank = world.Get_rank()
     mixer = Mixer(comm, workers_per_rank=1)  # fresh caches: warmup pays for plans and receive buffers
-    x = torch.from_numpy(np.random.default_rng(rank).standard_normal((1, numel), dtype=np.float32))
+    x = torch.empty(1, numel).normal_(generator=torch.Generator().manual_seed(rank))  # as buckets are
     raw = RawStep(raw_comm, numel, [topo.W(t) for t in range(topo.period)])
     times = np.zeros((repeats, 2))
     sent = np.zeros(1)

@@ -27,14 +27,14 @@ def norm_layer(norm: str, channels: int, n_groups: int, dims: int = 2) -> nn.Mod
 
 
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convolutions (He et al. 2015), unit-scale zero-shift norms.
+    """Kaiming-normal convolutions (He et al. 2015, fan-in), unit-scale zero-shift norms.
 
     Linear layers keep PyTorch's default. All draws come from torch's global RNG,
     so torch.manual_seed fixes the result.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):

@@ -7,6 +7,7 @@ computation differs. Each worker keeps its own BatchNorm statistics (buffers are
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Callable
 
 import torch
@@ -14,6 +15,10 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from dsgd.train.workers import WorkerSet
+
+
+# Stacked gradients are strided views of the flat gradient buffer, by design.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 
 class VectorizedWorkerSet(WorkerSet):
@@ -57,7 +62,10 @@ class VectorizedWorkerSet(WorkerSet):
         B = y.shape[1]
         chunk = physical_batch if 0 < physical_batch < B else B
         params = dict(zip(self._param_names, self._stacked))
-        buffers = dict(zip(self._buffer_names, self._stacked_buffers))
+        # Batched BatchNorm updates running statistics only in contiguous tensors: work on
+        # copies and write them back to the workers' storage afterwards.
+        work = [b.contiguous() if b.is_contiguous() else b.clone() for b in self._stacked_buffers]
+        buffers = dict(zip(self._buffer_names, work))
         self._template.train()
         loss_sum, correct = 0.0, 0
         for i in range(0, B, chunk):
@@ -69,6 +77,9 @@ class VectorizedWorkerSet(WorkerSet):
         for s, g in zip(self._stacked, self._stacked_grads):
             if s.grad is not g:  # autograd replaced rather than accumulated: keep the flat buffer current
                 g.copy_(s.grad)
+        for view, b in zip(self._stacked_buffers, work):
+            if view.data_ptr() != b.data_ptr():
+                view.copy_(b)
         return loss_sum, correct, B * self.K
 
 

@@ -29,6 +29,13 @@ def test_workers_per_rank_give_the_same_parameters_as_one_worker_per_rank(tmp_pa
     assert torch.equal(got, four_ranks), (got - four_ranks).abs().max()
 
 
+def test_vectorized_workers_follow_the_same_trajectory(tmp_path, four_ranks):
+    train(1, tmp_path, *DSGD, "--workers-per-rank", "4", "--vectorize", "on")
+    got = worker_params(tmp_path)
+    # one batched convolution sums in another order than four small ones: round-off only
+    torch.testing.assert_close(got, four_ranks, rtol=1e-4, atol=1e-4)
+
+
 def test_trainer_matches_in_process_simulation(tmp_path, four_ranks):
     cfg, _ = parse([*FAST, *DSGD, "--workers-per-rank", "4", "--out", str(tmp_path)])
     run = Run(cfg, SimulatedMixer(4), Path(tmp_path))
