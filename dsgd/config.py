@@ -88,6 +88,7 @@ class RunConfig:
     seed: int = opt(0, "seed: same seed, same run")
     eval_every: int = opt(100, "evaluate every this many steps (and at the end)")
     eval_on_start: bool = opt(False, "evaluate the initial model")
+    eval_samples: int = opt(0, "evaluate on the first this many test samples (0: the whole test set)")
     bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model")
     out: str = opt("runs/latest", "run directory")
     backend: str = opt("mpi", "communication backend", ["mpi", "torch"])

@@ -7,6 +7,7 @@ Bad settings end every rank with one line on stderr and status 2, before any tra
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from dsgd.config import ConfigError, parse
@@ -26,9 +27,23 @@ def _world_size_from_env() -> tuple[int, int]:
 
 
 def fail(rank: int, message: str) -> int:
+    """Settings errors are the same on every rank: rank 0 says it once."""
     if rank == 0:
         print(f"dsgd.train: error: {message}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(0.5)  # let rank 0 print before an exiting rank brings the job down
     return USAGE_ERROR
+
+
+def agree_on_errors(comm, error: str | None) -> str | None:
+    """Setup errors may hit some ranks only (a missing checkpoint file): all ranks learn them."""
+    errors = comm.allgather_object(error)
+    distinct = list(dict.fromkeys(e for e in errors if e))
+    if not distinct:
+        return None
+    if len(distinct) == 1 and errors.count(distinct[0]) == len(errors):
+        return distinct[0]
+    return "; ".join(f"rank {errors.index(e)}: {e}" for e in distinct)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,16 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     comm = make_communicator(cfg.run.backend)
     mixer = Mixer(comm, cfg.run.workers_per_rank)
     out = Path(cfg.run.out)
+    error, run = None, None
     try:
-        if comm.rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-        comm.barrier()
+        out.mkdir(parents=True, exist_ok=True)
         from dsgd.train.loop import Run
         run = Run(cfg, mixer, out)
         if ns.resume:
             run.restore(ns.resume)
     except (ConfigError, DatasetError, CheckpointError, OSError) as e:
-        return fail(comm.rank, str(e))
+        error = str(e)
+    error = agree_on_errors(comm, error)
+    if error:
+        return fail(comm.rank, error)
     row = run.run()
     run.log.close()
     if comm.rank == 0 and row:

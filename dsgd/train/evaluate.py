@@ -49,14 +49,15 @@ def reestimate_batchnorm_(model, train_set, batches: int, batch_size: int, seed:
 
 
 @torch.no_grad()
-def evaluate(model, test_set, comm, device, batch_size: int = 1000) -> tuple[float, float]:
-    """Test loss and accuracy; each rank takes a contiguous shard of the test set."""
+def evaluate(model, test_set, comm, device, samples: int = 0, batch_size: int = 1000) -> tuple[float, float]:
+    """Test loss and accuracy on the first `samples` test items (0: all); each rank takes a shard."""
     model.eval()
     loss_sum, correct = 0.0, 0.0
-    items = shard_range(len(test_set), comm.rank, comm.size)
-    for x, y in eval_batches(test_set, batch_size, device=device, items=items):
+    total = min(samples, len(test_set)) if samples > 0 else len(test_set)
+    shard = shard_range(total, comm.rank, comm.size)
+    for x, y in eval_batches(test_set, batch_size, device=device, items=shard):
         out = model(x)
         loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
         correct += float((out.argmax(1) == y).sum())
     loss_sum, correct = comm.allreduce_floats([loss_sum, correct])
-    return loss_sum / len(test_set), correct / len(test_set)
+    return loss_sum / total, correct / total

@@ -44,7 +44,8 @@ class Run:
         self.schedule = build.schedule(cfg, self.plan, self.lr)
         torch.manual_seed(r.seed)  # same seed on every rank: all workers start identical
         model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
-                            self.train_set.image_size, norm=cfg.model.norm, n_groups=cfg.model.n_groups)
+                            self.train_set.image_size, norm=cfg.model.norm,
+                            n_groups=cfg.model.n_groups if cfg.model.norm == "gn" else None)
         K = r.workers_per_rank
         self.sampler = make_sampler(cfg.data.replacement, len(self.train_set), self.plan.n_workers,
                                     r.batch_size, r.seed, self.plan.steps_per_epoch)
@@ -119,7 +120,7 @@ class Run:
                 floats = [b for b in self.eval_model.buffers() if b.is_floating_point()]
                 averaged = [b for b in self.mixer.average(w.packed_buffers())]
                 torch.nn.utils.vector_to_parameters(torch.cat(averaged), floats)
-        test_loss, test_acc = evaluate(self.eval_model, self.test_set, comm, self.device)
+        test_loss, test_acc = evaluate(self.eval_model, self.test_set, comm, self.device, cfg.run.eval_samples)
         loss_sum, correct, seen = comm.allreduce_floats(self.window)
         bytes_sent, comm_s, compute_s = comm.allreduce_floats(
             [float(self.mixer.worker_bytes_sent.sum()), self.mixer.stats.comm_s, self.compute_s])

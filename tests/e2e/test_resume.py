@@ -4,10 +4,10 @@ import shutil
 import pytest
 import torch
 
-from trainer import metrics, train, worker_params
+from trainer import TINY, metrics, train, worker_params
 
 CASES = {
-    "local": ["--algorithm", "local", "--local-steps", "3"],
+    "local-batchnorm": ["--algorithm", "local", "--local-steps", "3", "--norm", "bn", "--bn-batches", "2"],
     "qsr": ["--algorithm", "qsr", "--local-steps", "2", "--qsr-alpha", "0.08", "--milestones", "0.5"],
     "dsgd-time-varying": ["--algorithm", "dsgd", "--topology", "one-peer-exponential", "--momentum", "0.9"],
 }
@@ -16,7 +16,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_resume_from_a_middle_checkpoint_is_bit_exact(tmp_path, name):
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    flags = [*CASES[name], "--steps-per-epoch", "24", "--eval-every", "8", "--checkpoint-every", "8",
+    flags = [*TINY, *CASES[name], "--steps-per-epoch", "24", "--eval-every", "8", "--checkpoint-every", "8",
              "--keep-checkpoints", "0"]
     train(4, full, *flags)
     shutil.copytree(full, resumed)
@@ -28,7 +28,7 @@ def test_resume_from_a_middle_checkpoint_is_bit_exact(tmp_path, name):
 
 def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path):
     short, long_ = tmp_path / "short", tmp_path / "long"
-    flags = ["--algorithm", "dsgd", "--topology", "exponential", "--steps-per-epoch", "10", "--eval-every", "10"]
+    flags = [*TINY, "--algorithm", "dsgd", "--topology", "exponential", "--steps-per-epoch", "10", "--eval-every", "10"]
     train(4, short, *flags, "--epochs", "1")
     train(4, short, "--resume", str(short), "--epochs", "2")
     train(4, long_, *flags, "--epochs", "2")
@@ -36,7 +36,7 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path
 
 
 def test_resume_with_another_world_size_is_refused_with_one_line(tmp_path):
-    train(2, tmp_path, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4", "--eval-every", "4")
+    train(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4", "--eval-every", "4")
     res = train(4, tmp_path, "--resume", str(tmp_path), ok=False)
     assert res.returncode == 2
     assert "cannot resume: the checkpoint has world_size=2, this run has world_size=4" in res.stdout

@@ -7,11 +7,11 @@ import torch
 from dsgd.comm import SimulatedMixer
 from dsgd.config import parse
 from dsgd.train.loop import Run
-from trainer import FAST, train, worker_params
+from trainer import TINY, FAST, train, worker_params
 
 STEPS = "12"
 DSGD = ["--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", STEPS, "--eval-every", STEPS,
-        "--seed", "3"]
+        "--seed", "3", *TINY]
 
 
 @pytest.fixture(scope="module")

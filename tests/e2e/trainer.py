@@ -9,11 +9,14 @@ import torch
 import mpi_harness
 
 FAST = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--batch-size", "32",
-        "--lr", "0.05", "--momentum", "0.9", "--log-every", "1000"]
+        "--lr", "0.05", "--momentum", "0.9", "--log-every", "1000", "--eval-samples", "2000"]
+# Machinery tests (resume, layouts) use the tiny MLP: what they check does not depend on the model.
+TINY = ["--model", "mlp"]
 
 
 def train(np: int, out: Path, *flags: str, timeout: float = 300, ok: bool = True):
-    args = ["-m", "dsgd.train", *FAST, "--out", str(out), *flags]
+    base = [] if "--resume" in flags else [*FAST, "--out", str(out)]  # a resumed run keeps its settings
+    args = ["-m", "dsgd.train", *base, *flags]
     if ok:
         return mpi_harness.run_ok(np, args, timeout=timeout)
     return mpi_harness.run(np, args, timeout=timeout)

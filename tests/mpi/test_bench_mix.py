@@ -67,3 +67,11 @@ def test_several_sizes_and_chosen_topologies():
 def test_unknown_topology_is_a_usage_error():
     res = mpi_harness.run(2, ["-m", "dsgd.bench", "mix", "--topology", "moebius"], timeout=120)
     assert res.returncode != 0 and "unknown topology 'moebius'" in res.stdout
+
+
+@pytest.mark.parametrize("np_, threads", [(3, 1), (4, 2)])
+def test_pipelined_sparse_mixing_is_bitwise_the_unchunked_step(np_, threads):
+    # The pipelined combine was added to Mixer for this benchmark; it must not change results.
+    out = mpi_harness.run_ok(np_, [mpi_harness.program("mix_pipelined_bitwise.py"), "--threads", str(threads)],
+                             timeout=240)
+    assert "pipelined bitwise ok" in out
