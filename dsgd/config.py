@@ -99,6 +99,8 @@ class RunConfig:
     checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)")
     keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)")
     threads: int = opt(0, "torch threads per process (0: leave as is)")
+    comm_timeout: float = opt(0.0, "fail a neighbour exchange that takes longer than this many seconds, naming "
+                              "the rank waited on (0: wait forever)")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,

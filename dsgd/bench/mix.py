@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 
 import numpy as np
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {"benchmark": "mix", "backend": args.backend, "world_size": world.Get_size(),
               "device": "cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "torch_threads": torch.get_num_threads(), "warmup": args.warmup,
+              "load_average": os.getloadavg()[0],  # > cores: others share the machine, times inflate
               "results": [], "skipped": [], "notes": list(NOTES)}
     for spec in args.topology:
         topo, why = resolve(spec, world.Get_size())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from typing import Sequence
 
 import torch
@@ -29,18 +30,46 @@ def mpi_is_cuda_aware() -> bool:
         return False
 
 
+class CommTimeout(RuntimeError):
+    """A communication step did not complete in time."""
+
+
+def comm_timeout_s() -> float:
+    """DSGD_COMM_TIMEOUT seconds (0: wait forever)."""
+    try:
+        return float(os.environ.get("DSGD_COMM_TIMEOUT", "0"))
+    except ValueError:
+        return 0.0
+
+
 class _Requests:
-    def __init__(self, reqs, keep, after=()):
-        self.reqs, self.keep, self.after = reqs, keep, after
+    """Requests of one step; `peers` names who each request waits on, for the timeout report."""
+
+    def __init__(self, reqs, keep, after=(), peers=(), rank=0):
+        self.reqs, self.keep, self.after, self.peers, self.rank = reqs, keep, after, peers, rank
 
     def wait(self) -> None:
         from mpi4py import MPI
         if self.reqs:
-            MPI.Request.Waitall(self.reqs)
+            timeout = comm_timeout_s()
+            if timeout > 0:
+                self._wait_or_report(MPI, timeout)
+            else:
+                MPI.Request.Waitall(self.reqs)
             self.reqs = []
         for dst, src in self.after:
             dst.copy_(src)
         self.after, self.keep = (), None
+
+    def _wait_or_report(self, MPI, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        nap = 1e-5
+        while not MPI.Request.Testall(self.reqs):
+            if time.monotonic() > deadline:
+                pending = [p for r, p in zip(self.reqs, self.peers) if not r.Test()]
+                raise CommTimeout(f"rank {self.rank} waited more than {timeout:g}s on: {', '.join(pending)}")
+            time.sleep(nap)
+            nap = min(2 * nap, 1e-3)
 
 
 class MPICommunicator:
@@ -89,15 +118,15 @@ class MPICommunicator:
         self.stats.messages += 1
         host = self._stage_out(("ar", buf.shape, buf.dtype), buf)
         after = [(buf, host)] if host is not buf else []
-        if blocking:
+        if blocking and comm_timeout_s() <= 0:
             self.comm.Allreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
             return _Requests([], None, after)
         req = self.comm.Iallreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
-        return _Requests([req], host, after)
+        return _Requests([req], host, after, ["allreduce over all ranks"], self.rank)
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
-        reqs, keep, after = [], [], []
+        reqs, keep, after, peers = [], [], [], []
         for i, (peer, t) in enumerate(recvs):
             host = t if not self._needs_staging(t) else self._host(("r", tag, i), t)
             if host is not t:
@@ -105,14 +134,16 @@ class MPICommunicator:
             arr = self._mpi_buf(host)
             keep.append(arr)
             reqs.append(self.comm.Irecv(arr, source=peer, tag=tag))
+            peers.append(f"receive from rank {peer}")
             self.stats.bytes_recv += t.numel() * t.element_size()
         for i, (peer, t) in enumerate(sends):
             arr = self._mpi_buf(self._stage_out(("s", tag, i), t.contiguous()))
             keep.append(arr)
             reqs.append(self.comm.Isend(arr, dest=peer, tag=tag))
+            peers.append(f"send to rank {peer}")
             self.stats.bytes_sent += t.numel() * t.element_size()
             self.stats.messages += 1
-        return _Requests(reqs, keep, after)
+        return _Requests(reqs, keep, after, peers, self.rank)
 
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         import numpy as np

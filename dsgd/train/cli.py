@@ -12,9 +12,21 @@ from pathlib import Path
 
 from dsgd.config import ConfigError, parse
 from dsgd.data.errors import DatasetError
+from dsgd.comm.mpi import CommTimeout
 from dsgd.train.checkpoint import CheckpointError
+from dsgd.train.loop import NonFiniteError
 
 USAGE_ERROR = 2
+RUN_ERROR = 3
+
+
+def last_checkpoint(out: Path) -> str:
+    try:
+        from dsgd.train.checkpoint import find
+        _, ckpt_dir, _ = find(str(out))
+        return f"the last good checkpoint is {ckpt_dir} (resume with --resume {out})"
+    except CheckpointError:
+        return "no checkpoint was written"
 
 
 def _world_size_from_env() -> tuple[int, int]:
@@ -54,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         build.check(cfg, size)
     except ConfigError as e:
         return fail(rank, str(e))
+    import os
+    if cfg.run.comm_timeout > 0:
+        os.environ["DSGD_COMM_TIMEOUT"] = str(cfg.run.comm_timeout)
     from dsgd.comm import Mixer, make_communicator
     comm = make_communicator(cfg.run.backend)
     mixer = Mixer(comm, cfg.run.workers_per_rank)
@@ -70,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     error = agree_on_errors(comm, error)
     if error:
         return fail(comm.rank, error)
-    row = run.run()
+    try:
+        row = run.run()
+    except (NonFiniteError, CommTimeout) as e:
+        latest = last_checkpoint(out)
+        print(f"dsgd.train: error: {e}; {latest}", file=sys.stderr, flush=True)
+        run.log.rank_only(f"stopped: {e}")
+        return RUN_ERROR
     run.log.close()
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)

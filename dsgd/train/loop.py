@@ -150,6 +150,9 @@ class Run:
     def save(self) -> None:
         """Every rank writes its workers; rank 0 then names the checkpoint the latest."""
         w = self.workers
+        if not all(torch.isfinite(b).all() for b in w.params):
+            raise NonFiniteError(f"parameters are not finite at step {self.step} on rank {self.comm.rank}; "
+                                 f"not checkpointing them")
         state = {
             "params": [b.detach().cpu() for b in w.params],
             "buffers": [[b.detach().cpu() for b in m.buffers()] for m in w.models],

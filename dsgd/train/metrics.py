@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ class RunLog:
             except ImportError:
                 self.info("tensorboard is not installed: metrics go to metrics.jsonl only")
         self._t0 = time.time()
+        self.rank_only(f"rank {rank} pid {os.getpid()} host {socket.gethostname()}")
 
     def info(self, msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
