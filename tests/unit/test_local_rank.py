@@ -1,4 +1,4 @@
-"""launch.local_rank: every launcher's variables map to the same local rank, size and device."""
+"""dsgd.local_rank: every launcher's variables map to the same local rank, size and device."""
 import subprocess
 import sys
 import types
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from launch import local_rank as lr
+from dsgd import local_rank as lr
 
 ALL_VARIABLES = [
     "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
@@ -100,7 +100,7 @@ def test_pick_device_with_real_torch(clean_env):
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, launch.local_rank as m; m.local_rank(); print('torch' in sys.modules)"
+    code = "import sys, dsgd.local_rank as m; m.local_rank(); print('torch' in sys.modules)"
     repo = Path(lr.__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert out.stdout.strip() == "False"
