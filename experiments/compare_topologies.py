@@ -1,0 +1,238 @@
+"""Compare gossip topologies, local SGD and C-SGD on the same training problem at several worker counts.
+
+    python experiments/compare_topologies.py [--workers 8 16] [--steps 128] [--ranks 2] [--out DIR] [--quick]
+    python experiments/compare_topologies.py --workers 16 32 --ranks 4 --epochs 60 --eval-every 500 \\
+        -- --dataset cifar10 --data-dir DATA --model resnet20 --norm bn --batch-size 128 --lr 0.1
+
+Each configuration is one real `mpirun -np RANKS python -m mpi4py -m dsgd.train` job with RANKS x K
+workers (K = n / RANKS per process). Flags after `--` go to every trainer job and override the
+defaults below. OUT gets one run directory per job plus results.md, results.json and three plots.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dsgd import launcher  # noqa: E402
+import topologies  # noqa: E402
+
+# Shared by every job: the small CNN without normalization, so mixing only moves parameters.
+TRAIN_DEFAULTS = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--batch-size", "16",
+                  "--lr", "0.05", "--momentum", "0.9", "--seed", "0"]
+QUICK = ("csgd", "ring", "local-h4")
+
+
+def torus_shape(n: int) -> tuple[int, int] | None:
+    """The most square rows x cols = n with rows, cols >= 3 (what the torus family accepts), or None."""
+    shapes = [(r, n // r) for r in range(3, math.isqrt(n) + 1) if n % r == 0 and n // r >= 3]
+    return shapes[-1] if shapes else None
+
+
+def configurations(n: int) -> tuple[list[dict], list[str]]:
+    """The jobs for n workers, and notes on configurations that do not exist at this n."""
+    gossip = {"complete": "complete", "ring": "ring", "exponential": "exponential",
+              "one-peer-exponential": "one-peer-exponential"}
+    notes = []
+    shape = torus_shape(n)
+    if shape:
+        gossip["torus"] = f"torus:rows={shape[0]},cols={shape[1]}"
+    else:
+        notes.append(f"n={n}: no torus (it needs n = rows x cols with rows, cols >= 3); skipped.")
+    configs = [{"key": "csgd", "label": "C-SGD (gradient allreduce)", "flags": ["--algorithm", "csgd"],
+                "topology": None, "gap_note": "exact average every step"}]
+    for key in ("complete", "ring", "torus", "exponential", "one-peer-exponential"):
+        if key in gossip:
+            configs.append({"key": key, "label": f"D-SGD {key}", "topology": gossip[key],
+                            "flags": ["--algorithm", "dsgd", "--topology", gossip[key]]})
+    for h in (4, 16):
+        configs.append({"key": f"local-h{h}", "label": f"local SGD H={h}", "topology": None,
+                        "flags": ["--algorithm", "local", "--local-steps", str(h)],
+                        "gap_note": f"exact average every {h} steps"})
+    return configs, notes
+
+
+def spectrum(spec: str | None, n: int) -> dict:
+    """lambda2 and spectral gap of the gossip matrix (per step over one period for time-varying graphs)."""
+    if spec is None:
+        return {"lambda2": None, "spectral_gap": None}
+    d = topologies.from_spec(spec, n).describe()
+    return {"lambda2": d["lambda2"], "spectral_gap": d["spectral_gap"], "max_out_degree": d["max_out_degree"]}
+
+
+def trainer_args(config: dict, n: int, args, run_dir: Path) -> list[str]:
+    length = (["--epochs", str(args.epochs)] if args.epochs
+              else ["--steps-per-epoch", str(args.steps), "--epochs", "1"])
+    return ["-m", "dsgd.train", *config["flags"], *TRAIN_DEFAULTS, *length, "--eval-samples", str(args.eval_samples),
+            "--workers-per-rank", str(n // args.ranks), "--eval-every", str(args.eval_every),
+            "--log-every", str(max(1, args.eval_every)), *args.trainer_flags, "--out", str(run_dir)]
+
+
+def run_job(config: dict, n: int, args) -> dict:
+    """Train one configuration under mpirun and summarize its metrics.jsonl."""
+    run_dir = Path(args.out) / f"n{n}" / config["key"]
+    cmd = trainer_args(config, n, args, run_dir)
+    shown = shlex.join(launcher.mpirun_command(args.ranks, cmd, python="python"))
+    print(f"== n={n} {config['label']}: {shown}", flush=True)
+    t0 = time.time()
+    res = launcher.run(args.ranks, cmd, timeout=args.timeout, capture=True)
+    wall = time.time() - t0
+    if res.returncode != 0:
+        sys.exit(f"compare_topologies: n={n} {config['label']} failed with status {res.returncode}:\n"
+                 f"{res.stdout[-4000:]}")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    acc = [r["test_acc"] for r in rows]
+    print(f"   final test acc {acc[-1]:.4f}, {rows[-1]['bytes_sent'] / 1e6:.1f} MB/worker, {wall:.0f} s", flush=True)
+    return {"n": n, "key": config["key"], "label": config["label"], "topology": config["topology"],
+            **spectrum(config["topology"], n), "gap_note": config.get("gap_note"),
+            "steps": [r["step"] for r in rows], "test_acc": acc,
+            "consensus_distance": [r["consensus_distance"] for r in rows],
+            "final_test_acc": acc[-1], "best_test_acc": max(acc),
+            "final_consensus_distance": rows[-1]["consensus_distance"],
+            "mb_sent_per_worker": rows[-1]["bytes_sent"] / 1e6, "trainer_wall_s": rows[-1]["wall_s"],
+            "job_wall_s": wall, "run_dir": str(run_dir), "command": shown}
+
+
+def machine() -> dict:
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "?"
+    return {"host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch_version,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def gap_cell(r: dict) -> str:
+    return f"{r['spectral_gap']:.3f}" if r["spectral_gap"] is not None else f"n/a ({r['gap_note']})"
+
+
+def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
+    m = meta["machine"]
+    lines = ["# Topology comparison", "", f"Setup: {meta['setup']}.", "",
+             f"Produced by `{meta['command']}` on {meta['date']}, host {m['host']} ({m['cpus']} CPUs, "
+             f"{m['platform']}, Python {m['python']}, torch {m['torch']}; load average at start "
+             f"{m['load_average_at_start']}). Total wall time {meta['total_wall_s']:.0f} s.", "",
+             "| n | configuration | final test acc | best test acc | final consensus distance | MB sent / worker "
+             "| spectral gap | wall s |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['n']} | {r['label']} | {r['final_test_acc']:.4f} | {r['best_test_acc']:.4f} | "
+                     f"{r['final_consensus_distance']:.3g} | {r['mb_sent_per_worker']:.1f} | {gap_cell(r)} | "
+                     f"{r['job_wall_s']:.0f} |")
+    lines += ["", "Columns: test accuracy of the averaged model x_bar on the first eval-samples test images; "
+              "consensus distance (1/n) sum_i ||x_i - x_bar||^2 at the last evaluation; bytes each worker "
+              "sent, cumulative (a gossip round counts out-degree x model size, an average counts the payload "
+              "handed to allreduce); spectral gap 1 - lambda2(W), per step over one period for time-varying "
+              "graphs; wall s of the whole mpirun job, start-up included.", ""]
+    lines += [f"- {note}" for note in meta["notes"]]
+    lines += ["", "## Commands", "", "```"] + [r["command"] for r in results] + ["```", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot(results: list[dict], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ns = sorted({r["n"] for r in results})
+    keys = list(dict.fromkeys(r["key"] for r in results))
+    color = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
+    for name, field, ylabel in (("accuracy.png", "test_acc", "test accuracy"),
+                                ("consensus.png", "consensus_distance", "consensus distance (log)")):
+        fig, axes = plt.subplots(1, len(ns), figsize=(6 * len(ns), 4.5), squeeze=False, sharey=True)
+        for ax, n in zip(axes[0], ns):
+            for r in (r for r in results if r["n"] == n):
+                pts = [(s, y) for s, y in zip(r["steps"], r[field]) if field == "test_acc" or y > 0]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=3, color=color[r["key"]], label=r["label"])
+            ax.set(title=f"n = {n} workers", xlabel="step", ylabel=ylabel if ax is axes[0][0] else None)
+            if field == "consensus_distance":
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8, loc="lower right" if field == "test_acc" else "best")
+        if field == "consensus_distance":
+            fig.suptitle("zero distances (C-SGD, complete graph, local SGD right after an average) are not drawn",
+                         fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        ax.scatter(r["mb_sent_per_worker"], r["final_test_acc"], color=color[r["key"]],
+                   marker="o" if r["n"] == ns[0] else "s", s=40)
+        ax.annotate(f"{r['key']} (n={r['n']})", (r["mb_sent_per_worker"], r["final_test_acc"]), fontsize=7,
+                    xytext=(4, 2), textcoords="offset points")
+    ax.set(xscale="log", xlabel="MB sent per worker (log)", ylabel="final test accuracy",
+           title=f"communication vs accuracy (circle: n={ns[0]}, square: larger n)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "bytes_vs_accuracy.png", dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--workers", type=int, nargs="+", default=[8, 16], help="worker counts n to compare")
+    ap.add_argument("--ranks", type=int, default=2, help="MPI processes per job; each holds n / ranks workers")
+    ap.add_argument("--steps", type=int, default=128, help="training steps per job")
+    ap.add_argument("--epochs", type=float, default=0, help="train this many epochs instead of --steps")
+    ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: steps / 8)")
+    ap.add_argument("--eval-samples", type=int, default=2000, help="test images per evaluation (0: all)")
+    ap.add_argument("--out", default="runs/compare-topologies", help="output directory")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds before one job is killed")
+    ap.add_argument("--quick", action="store_true", help=f"smoke test: n=8, {', '.join(QUICK)}, 10 steps")
+    ap.add_argument("trainer_flags", nargs="*", help="flags after -- go to every trainer job")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.workers, args.steps, args.epochs, args.eval_every, args.eval_samples = [8], 10, 0, 5, 500
+    if args.epochs and not args.eval_every:
+        ap.error("--epochs needs --eval-every (the default, steps / 8, assumes --steps)")
+    args.eval_every = args.eval_every or max(1, args.steps // 8)
+    bad = [n for n in args.workers if n % args.ranks]
+    if bad:
+        ap.error(f"--ranks {args.ranks} must divide every worker count; it does not divide {bad}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    args.out = str(out)
+    command = shlex.join(["python", "experiments/compare_topologies.py", *(sys.argv[1:] if argv is None else argv)])
+    meta = {"command": command, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine(), "ranks": args.ranks, "notes": [],
+            "trainer_flags": TRAIN_DEFAULTS + args.trainer_flags}
+    length = f"{args.epochs:g} epochs" if args.epochs else f"{args.steps} steps"
+    meta["setup"] = (f"every job `{' '.join(meta['trainer_flags'])}`, {length}, evaluation every {args.eval_every} "
+                     f"steps on {args.eval_samples or 'all'} test images, {args.ranks} MPI ranks x n / {args.ranks} "
+                     f"workers each")
+    results, t0 = [], time.time()
+    for n in args.workers:
+        configs, notes = configurations(n)
+        meta["notes"] += notes
+        if args.quick:
+            configs = [c for c in configs if c["key"] in QUICK]
+        results += [run_job(c, n, args) for c in configs]
+    meta["total_wall_s"] = time.time() - t0
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
+    write_markdown(out / "results.md", results, meta)
+    plot(results, out)
+    print((out / "results.md").read_text())
+    print(f"results.md, results.json, accuracy.png, consensus.png, bytes_vs_accuracy.png in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
