@@ -1,6 +1,6 @@
 """Compare gossip topologies, local SGD and C-SGD on the same training problem at several worker counts.
 
-    python experiments/compare_topologies.py [--workers 8 16] [--steps 128] [--ranks 2] [--out DIR] [--quick]
+    python experiments/compare_topologies.py [--workers 8 16] [--steps 224] [--ranks 2] [--out DIR] [--quick]
     python experiments/compare_topologies.py --workers 16 32 --ranks 4 --epochs 60 --eval-every 500 \\
         -- --dataset cifar10 --data-dir DATA --model resnet20 --norm bn --batch-size 128 --lr 0.1
 
@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from dsgd import launcher  # noqa: E402
 import topologies  # noqa: E402
 
 # Shared by every job: the small CNN without normalization, so mixing only moves parameters.
-TRAIN_DEFAULTS = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--batch-size", "16",
+LOCAL_BATCH = 16
+FASHION_MNIST_TRAIN = 60000  # training images; --steps is one epoch, so steps x n x batch must fit
+TRAIN_DEFAULTS = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--batch-size", str(LOCAL_BATCH),
                   "--lr", "0.05", "--momentum", "0.9", "--seed", "0"]
 QUICK = ("csgd", "ring", "local-h4")
 
@@ -83,6 +86,8 @@ def run_job(config: dict, n: int, args) -> dict:
     """Train one configuration under mpirun and summarize its metrics.jsonl."""
     run_dir = Path(args.out) / f"n{n}" / config["key"]
     cmd = trainer_args(config, n, args, run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the trainer appends to metrics.jsonl; a rerun must start from nothing
     shown = shlex.join(launcher.mpirun_command(args.ranks, cmd, python="python"))
     print(f"== n={n} {config['label']}: {shown}", flush=True)
     t0 = time.time()
@@ -122,8 +127,9 @@ def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
     m = meta["machine"]
     lines = ["# Topology comparison", "", f"Setup: {meta['setup']}.", "",
              f"Produced by `{meta['command']}` on {meta['date']}, host {m['host']} ({m['cpus']} CPUs, "
-             f"{m['platform']}, Python {m['python']}, torch {m['torch']}; load average at start "
-             f"{m['load_average_at_start']}). Total wall time {meta['total_wall_s']:.0f} s.", "",
+             f"{m['platform']}, Python {m['python']}, torch {m['torch']}; 1/5/15-minute load average "
+             f"{m['load_average_at_start']} at start, {m['load_average_at_end']} at the end). "
+             f"Total wall time {meta['total_wall_s']:.0f} s.", "",
              "| n | configuration | final test acc | best test acc | final consensus distance | MB sent / worker "
              "| spectral gap | wall s |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -185,7 +191,7 @@ def parse_args(argv):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--workers", type=int, nargs="+", default=[8, 16], help="worker counts n to compare")
     ap.add_argument("--ranks", type=int, default=2, help="MPI processes per job; each holds n / ranks workers")
-    ap.add_argument("--steps", type=int, default=128, help="training steps per job")
+    ap.add_argument("--steps", type=int, default=224, help="training steps per job (one epoch: steps x n x batch must fit the training set)")
     ap.add_argument("--epochs", type=float, default=0, help="train this many epochs instead of --steps")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: steps / 8)")
     ap.add_argument("--eval-samples", type=int, default=2000, help="test images per evaluation (0: all)")
@@ -199,6 +205,11 @@ def parse_args(argv):
     if args.epochs and not args.eval_every:
         ap.error("--epochs needs --eval-every (the default, steps / 8, assumes --steps)")
     args.eval_every = args.eval_every or max(1, args.steps // 8)
+    too_long = [n for n in args.workers if not args.epochs and not args.trainer_flags
+                and args.steps * n * LOCAL_BATCH > FASHION_MNIST_TRAIN]
+    if too_long:
+        ap.error(f"--steps {args.steps} x n={too_long[0]} x batch {LOCAL_BATCH} is more than one epoch of "
+                 f"Fashion-MNIST ({FASHION_MNIST_TRAIN}); use fewer steps or --epochs")
     bad = [n for n in args.workers if n % args.ranks]
     if bad:
         ap.error(f"--ranks {args.ranks} must divide every worker count; it does not divide {bad}")
@@ -226,6 +237,7 @@ def main(argv=None) -> int:
             configs = [c for c in configs if c["key"] in QUICK]
         results += [run_job(c, n, args) for c in configs]
     meta["total_wall_s"] = time.time() - t0
+    meta["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
     write_markdown(out / "results.md", results, meta)
     plot(results, out)

@@ -15,6 +15,10 @@ import traceback
 # `--help` does not start MPI or import torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("dsgd.bench.mix", "one mixing step (Mixer.mix_) against raw mpi4py moving the same bytes"),
+    "workers": ("dsgd.bench.workers", "K workers in one process: serial against vectorized training throughput"),
+    "overhead": ("dsgd.bench.overhead", "one worker's training step against a plain PyTorch loop"),
+    "peers": ("dsgd.bench.peers", "local SGD and C-SGD against PyTorch's model averager and DDP"),
+    "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
 }
 
 

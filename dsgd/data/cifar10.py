@@ -117,7 +117,7 @@ def load_cifar10(
 
     Example:
         >>> images, labels = load_cifar10("data", train=False)  # doctest: +SKIP
-        >>> images.shape
+        >>> images.shape  # doctest: +SKIP
         torch.Size([10000, 3, 32, 32])
     """
     root = batch_dir(data_dir)

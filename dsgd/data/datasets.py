@@ -82,8 +82,8 @@ def _synthetic(data_dir: str | Path | None, train: bool, **options: Any) -> Data
     images, labels = synthetic.make_synthetic(train=train, **options)
     channels = images.shape[1]
     # Prototypes are uniform in [0, 1] plus noise: mean 0.5, std about 0.35 per channel.
-    return Dataset("synthetic", images, labels, int(options.get("num_classes", synthetic.DEFAULT_NUM_CLASSES)),
-                   (0.5,) * channels, (0.35,) * channels)
+    num_classes = int(options.get("num_classes", synthetic.DEFAULT_NUM_CLASSES))
+    return Dataset("synthetic", images, labels, num_classes, (0.5,) * channels, (0.35,) * channels)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {

@@ -94,7 +94,7 @@ def load_fashion_mnist(
 
     Example:
         >>> images, labels = load_fashion_mnist(train=False)  # doctest: +SKIP
-        >>> images.shape
+        >>> images.shape  # doctest: +SKIP
         torch.Size([10000, 1, 28, 28])
     """
     data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DIR

@@ -80,7 +80,8 @@ class WithoutReplacementSampler:
     def permutation(self, epoch: int) -> torch.Tensor:
         """The global shuffle of `epoch`, identical on every worker (cached: do not modify)."""
         if epoch != self._epoch:  # steps arrive in order, so one cached epoch suffices
-            self._perm = torch.randperm(self.n_samples, generator=generator(self.seed, "perm", epoch))
+            g = generator(self.seed, "perm", epoch)
+            self._perm = torch.randperm(self.n_samples, generator=g)
             self._epoch = epoch
         return self._perm
 

@@ -39,7 +39,8 @@ def make_synthetic(
         (torch.Size([100, 1, 8, 8]), 3)
     """
     if n_samples < 1 or num_classes < 2:
-        raise ValueError(f"need n_samples >= 1 and num_classes >= 2, got {n_samples}, {num_classes}")
+        raise ValueError(f"need n_samples >= 1 and num_classes >= 2, "
+                         f"got {n_samples}, {num_classes}")
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (channels, height, width), got {image_shape}")
     prototypes = torch.rand((num_classes, *image_shape), generator=generator(seed, "prototypes"))

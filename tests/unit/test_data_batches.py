@@ -51,7 +51,8 @@ def test_to_float_normalises_per_channel():
     images = torch.tensor([0, 255], dtype=torch.uint8).view(1, 2, 1, 1).expand(3, 2, 2, 2)
     x = to_float(images, mean=(0.5, 0.25), std=(0.5, 0.25))
     assert x.dtype == torch.float32 and x.shape == (3, 2, 2, 2)
-    assert torch.allclose(x[:, 0], torch.tensor(-1.0)) and torch.allclose(x[:, 1], torch.tensor(3.0))
+    assert torch.allclose(x[:, 0], torch.tensor(-1.0))
+    assert torch.allclose(x[:, 1], torch.tensor(3.0))
 
 
 def test_local_batch_shapes_and_purity(ds):

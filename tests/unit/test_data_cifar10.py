@@ -68,6 +68,32 @@ def test_str_keys_are_accepted(tmp_path):
     assert load_cifar10(tmp_path, train=False)[0].shape == (PER_BATCH, 3, 32, 32)
 
 
+def _python2_batch(data: bytes, labels: list) -> bytes:
+    """A batch as Python 2's cPickle wrote them: protocol 2, str as SHORT_BINSTRING/BINSTRING,
+    and the array reconstructor under its old module name numpy.core.multiarray."""
+    n = len(labels)
+    return b"".join([
+        b"\x80\x02}(",                                          # PROTO 2, dict, MARK
+        b"U\x04data",                                            # key 'data'
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n",
+        b"K\x00\x85U\x01b\x87R",                                # _reconstruct(ndarray, (0,), 'b')
+        b"(K\x01K" + bytes([n]) + b"M\x00\x0c\x86",               # state: 1, (n, 3072),
+        b"cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R",                # dtype('u1', 0, 1)
+        b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",  # with its own state
+        b"\x89T" + len(data).to_bytes(4, "little") + data + b"tb",  # False, raw bytes; BUILD
+        b"U\x06labels](" + b"".join(b"K" + bytes([k]) for k in labels) + b"e",
+        b"u.",                                                     # SETITEMS, STOP
+    ])
+
+
+def test_python2_pickles_like_the_distributed_files_load(tmp_path):
+    data = bytes(range(256)) * 24  # 2 images of 3072 bytes
+    (tmp_path / "test_batch").write_bytes(_python2_batch(data, [3, 8]))
+    images, labels = load_cifar10(tmp_path, train=False)
+    assert labels.tolist() == [3, 8]
+    assert torch.equal(images.flatten(), torch.tensor(list(data), dtype=torch.uint8))
+
+
 class _RunsACommand:
     def __init__(self, marker):
         self.marker = marker

@@ -1,0 +1,72 @@
+"""The experiments: the topology comparison runs end to end in quick mode, and every recipe loads."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsgd.config import parse
+from dsgd.train import build
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "experiments" / "compare_topologies.py"
+RECIPES = sorted((REPO / "experiments" / "recipes").glob("*.yaml"))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    # --timeout kills a stuck mpirun job from inside; the outer timeout only guards the script itself.
+    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--timeout", "240", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, f"{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_comparison_writes_table_json_and_plots(quick):
+    out, _ = quick
+    md = (out / "results.md").read_text()
+    assert "| n | configuration | final test acc |" in md
+    assert "mpirun -np 2" in md, "the exact command lines belong in results.md"
+    for name in ("accuracy.png", "consensus.png", "bytes_vs_accuracy.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+
+
+def test_quick_comparison_has_the_expected_runs_with_finite_accuracies(quick):
+    _, results = quick
+    runs = {(r["n"], r["key"]): r for r in results["runs"]}
+    assert set(runs) == {(8, "csgd"), (8, "ring"), (8, "local-h4")}
+    for r in runs.values():
+        assert r["steps"][-1] == 10
+        assert all(math.isfinite(a) and 0 <= a <= 1 for a in r["test_acc"]), r["test_acc"]
+        assert r["final_test_acc"] > 0.1, r  # chance is 0.1 and even 10 steps beat it
+        assert r["mb_sent_per_worker"] > 0
+
+
+def test_quick_comparison_numbers_match_what_the_algorithms_imply(quick):
+    _, results = quick
+    runs = {r["key"]: r for r in results["runs"]}
+    assert runs["csgd"]["final_consensus_distance"] == 0  # C-SGD replicas stay identical
+    # A ring round sends the model to 2 neighbours; an allreduce counts the model once.
+    assert runs["ring"]["mb_sent_per_worker"] == pytest.approx(2 * runs["csgd"]["mb_sent_per_worker"])
+    ring_lambda2 = (1 + 2 * math.cos(2 * math.pi / 8)) / 3  # uniform 1/3 weights on an 8-cycle
+    assert runs["ring"]["spectral_gap"] == pytest.approx(1 - ring_lambda2)
+    assert runs["csgd"]["spectral_gap"] is None and runs["local-h4"]["spectral_gap"] is None
+    assert any("torus" in note for note in results["meta"]["notes"]), "n=8 has no torus: say so"
+
+
+def test_there_are_recipes():
+    assert len(RECIPES) >= 8, [p.name for p in RECIPES]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads_and_its_worker_count_is_consistent(path):
+    cfg, _ = parse(["--config", str(path)])
+    r = cfg.run
+    if r.total_batch_size:
+        workers, rest = divmod(r.total_batch_size, r.batch_size)
+        assert rest == 0 and workers % r.workers_per_rank == 0, (r.total_batch_size, r.batch_size)
+        build.check(cfg, workers // r.workers_per_rank)
