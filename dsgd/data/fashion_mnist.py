@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsgd.data.cache import cached
+
 from dsgd.data.errors import DatasetError
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -99,6 +101,11 @@ def load_fashion_mnist(
     """
     data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DIR
     image_path, label_path = (_find(data_dir, stem) for stem in _FILES[train])
+    split = "train" if train else "test"
+    return cached(f"fashion-mnist-{split}", (image_path, label_path), lambda: _decode(image_path, label_path))
+
+
+def _decode(image_path: Path, label_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images = read_idx(image_path, ndim=3)
     labels = read_idx(label_path, ndim=1)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
