@@ -160,9 +160,10 @@ def plot(results: list[dict], out: Path) -> None:
         fig, axes = plt.subplots(1, len(ns), figsize=(6 * len(ns), 4.5), squeeze=False, sharey=True)
         for ax, n in zip(axes[0], ns):
             for r in (r for r in results if r["n"] == n):
-                pts = [(s, y) for s, y in zip(r["steps"], r[field]) if field == "test_acc" or y > ROUNDOFF]
-                if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, color=color[r["key"]], label=r["label"])
+                # NaN breaks the line, so a local SGD curve is not drawn across its averages.
+                ys = [y if field == "test_acc" or y > ROUNDOFF else math.nan for y in r[field]]
+                if not all(math.isnan(y) for y in ys):
+                    ax.plot(r["steps"], ys, marker="o", ms=3, color=color[r["key"]], label=r["label"])
             ax.set(title=f"n = {n} workers", xlabel="step", ylabel=ylabel if ax is axes[0][0] else None)
             if field == "consensus_distance":
                 ax.set_yscale("log")
@@ -175,11 +176,13 @@ def plot(results: list[dict], out: Path) -> None:
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(8, 5))
+    seen: dict = {}
     for r in results:
-        ax.scatter(r["mb_sent_per_worker"], r["final_test_acc"], color=color[r["key"]],
-                   marker="o" if r["n"] == ns[0] else "s", s=40)
-        ax.annotate(f"{r['key']} (n={r['n']})", (r["mb_sent_per_worker"], r["final_test_acc"]), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")
+        xy = (r["mb_sent_per_worker"], r["final_test_acc"])
+        stacked = seen.setdefault((round(xy[0], 1), round(xy[1], 4)), 0)  # labels of equal points go one under another
+        seen[(round(xy[0], 1), round(xy[1], 4))] += 1
+        ax.scatter(*xy, color=color[r["key"]], marker="o" if r["n"] == ns[0] else "s", s=40)
+        ax.annotate(f"{r['key']} (n={r['n']})", xy, fontsize=7, xytext=(4, 2 - 9 * stacked), textcoords="offset points")
     ax.set(xscale="log", xlabel="MB sent per worker (log)", ylabel="final test accuracy",
            title=f"communication vs accuracy (circle: n={ns[0]}, square: larger n)")
     ax.grid(alpha=0.3)
