@@ -62,7 +62,7 @@ def configurations(n: int) -> tuple[list[dict], list[str]]:
                             "flags": ["--algorithm", "dsgd", "--topology", gossip[key]]})
     for h in (4, 16):
         configs.append({"key": f"local-h{h}", "label": f"local SGD H={h}", "topology": None,
-                        "flags": ["--algorithm", "local", "--local-steps", str(h)],
+                        "flags": ["--algorithm", "local", "--local-steps", str(h)], "local_steps": h,
                         "gap_note": f"exact average every {h} steps"})
     return configs, notes
 
@@ -76,6 +76,7 @@ def spectrum(spec: str | None, n: int) -> dict:
 
 
 def trainer_args(config: dict, n: int, args, run_dir: Path) -> list[str]:
+    """The `python -m mpi4py` arguments of one job; flags after `--` come late so they win."""
     length = (["--epochs", str(args.epochs)] if args.epochs
               else ["--steps-per-epoch", str(args.steps), "--epochs", "1"])
     return ["-m", "dsgd.train", *config["flags"], *TRAIN_DEFAULTS, *length, "--eval-samples", str(args.eval_samples),
@@ -102,6 +103,7 @@ def run_job(config: dict, n: int, args) -> dict:
     print(f"   final test acc {acc[-1]:.4f}, {rows[-1]['bytes_sent'] / 1e6:.1f} MB/worker, {wall:.0f} s", flush=True)
     return {"n": n, "key": config["key"], "label": config["label"], "topology": config["topology"],
             **spectrum(config["topology"], n), "gap_note": config.get("gap_note"),
+            "local_steps": config.get("local_steps"),
             "steps": [r["step"] for r in rows], "test_acc": acc,
             "consensus_distance": [r["consensus_distance"] for r in rows],
             "final_test_acc": acc[-1], "best_test_acc": max(acc),
@@ -111,6 +113,7 @@ def run_job(config: dict, n: int, args) -> dict:
 
 
 def machine() -> dict:
+    """What the timings depend on: host, CPUs, versions, and how busy the machine was."""
     try:
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
@@ -121,6 +124,7 @@ def machine() -> dict:
 
 
 def gap_cell(r: dict) -> str:
+    """The spectral gap, or why a configuration without a gossip matrix has none."""
     return f"{r['spectral_gap']:.3f}" if r["spectral_gap"] is not None else f"n/a ({r['gap_note']})"
 
 
@@ -144,51 +148,77 @@ def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
               "handed to allreduce); spectral gap 1 - lambda2(W), per step over one period for time-varying "
               "graphs; wall s of the whole mpirun job, start-up included.", ""]
     lines += [f"- {note}" for note in meta["notes"]]
-    lines += ["", "## Commands", "", "```"] + [r["command"] for r in results] + ["```", ""]
+    lines += ["", "## Commands", "", "Launched through `dsgd.launcher`, which also sets OMP_NUM_THREADS=1, "
+              "OMPI_MCA_mpi_yield_when_idle=1 and, as root, OMPI_ALLOW_RUN_AS_ROOT=1.", "", "```"]
+    lines += [r["command"] for r in results] + ["```", ""]
     path.write_text("\n".join(lines))
 
 
-def plot(results: list[dict], out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    ns = sorted({r["n"] for r in results})
-    keys = list(dict.fromkeys(r["key"] for r in results))
-    color = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
-    for name, field, ylabel in (("accuracy.png", "test_acc", "test accuracy"),
-                                ("consensus.png", "consensus_distance", "consensus distance (log)")):
-        fig, axes = plt.subplots(1, len(ns), figsize=(6 * len(ns), 4.5), squeeze=False, sharey=True)
-        for ax, n in zip(axes[0], ns):
-            for r in (r for r in results if r["n"] == n):
-                # NaN breaks the line, so a local SGD curve is not drawn across its averages.
-                ys = [y if field == "test_acc" or y > ROUNDOFF else math.nan for y in r[field]]
-                if not all(math.isnan(y) for y in ys):
-                    ax.plot(r["steps"], ys, marker="o", ms=3, color=color[r["key"]], label=r["label"])
-            ax.set(title=f"n = {n} workers", xlabel="step", ylabel=ylabel if ax is axes[0][0] else None)
-            if field == "consensus_distance":
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=8, loc="lower right" if field == "test_acc" else "best")
-        if field == "consensus_distance":
-            fig.suptitle("exact averages (C-SGD, complete graph, local SGD right after an average) leave 0 or "
-                         f"round-off below {ROUNDOFF:g}; those points are not drawn", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
+def _colors(results: list[dict], plt) -> dict:
+    """One colour per configuration, in the same order at every n."""
+    order = ["csgd", "complete", "ring", "torus", "exponential", "one-peer-exponential"]
+    keys = sorted(dict.fromkeys(r["key"] for r in results), key=lambda k: order.index(k) if k in order else len(order))
+    return {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
+
+
+def _plot_curves(results: list[dict], out: Path, plt, field: str, name: str, ylabel: str) -> None:
+    """FIELD vs step, one panel per n; consensus on a log scale without the exact zeros."""
+    ns, color = sorted({r["n"] for r in results}), _colors(results, plt)
+    fig, axes = plt.subplots(1, len(ns), figsize=(6 * len(ns) + 2.5, 4.5), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], ns):
+        for r in (r for r in results if r["n"] == n):
+            # NaN breaks the line, so a local SGD curve is not drawn across its averages.
+            ys = [y if field == "test_acc" or y > ROUNDOFF else math.nan for y in r[field]]
+            if not all(math.isnan(y) for y in ys):
+                ax.plot(r["steps"], ys, marker="o", ms=3, color=color[r["key"]], label=r["label"])
+            if field == "consensus_distance" and r.get("local_steps"):
+                for s, y in zip(r["steps"], ys):  # local SGD: how long since its last average
+                    if not math.isnan(y):
+                        ax.annotate(f"+{s % r['local_steps']}", (s, y), fontsize=7, xytext=(3, 3),
+                                    textcoords="offset points", color=color[r["key"]])
+        ax.set(title=f"n = {n} workers", xlabel="step", ylabel=ylabel if ax is axes[0][0] else None)
+        ax.set_yscale("log" if field == "consensus_distance" else "linear")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: curves stay visible
+    if field == "consensus_distance":
+        fig.suptitle("exact averages (C-SGD, complete graph, local SGD right after an average) leave 0 or "
+                     f"round-off below {ROUNDOFF:g}, not drawn; +k: local SGD k steps after its last average",
+                     fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=120)
+    plt.close(fig)
+
+
+def _plot_bytes(results: list[dict], out: Path, plt) -> None:
+    """Final accuracy against MB sent per worker: colour = configuration, marker = n."""
+    ns, color = sorted({r["n"] for r in results}), _colors(results, plt)
+    keys, markers = list(color), dict(zip(ns, "os^Dv"))
     fig, ax = plt.subplots(figsize=(8, 5))
-    seen: dict = {}
     for r in results:
-        xy = (r["mb_sent_per_worker"], r["final_test_acc"])
-        stacked = seen.setdefault((round(xy[0], 1), round(xy[1], 4)), 0)  # labels of equal points go one under another
-        seen[(round(xy[0], 1), round(xy[1], 4))] += 1
-        ax.scatter(*xy, color=color[r["key"]], marker="o" if r["n"] == ns[0] else "s", s=40)
-        ax.annotate(f"{r['key']} (n={r['n']})", xy, fontsize=7, xytext=(4, 2 - 9 * stacked), textcoords="offset points")
+        i = keys.index(r["key"])  # later configurations smaller and on top, so equal points stay visible
+        ax.scatter(r["mb_sent_per_worker"], r["final_test_acc"], color=color[r["key"]], marker=markers[r["n"]],
+                   s=max(20, 120 - 12 * i), zorder=2 + i)
+    labels = {r["key"]: r["label"] for r in results}
+    handles = [plt.Line2D([], [], color=color[k], marker="o", ls="", label=labels[k]) for k in keys]
+    handles += [plt.Line2D([], [], color="black", marker=markers[n], ls="", fillstyle="none", label=f"n = {n}")
+                for n in ns]
+    ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set(xscale="log", xlabel="MB sent per worker (log)", ylabel="final test accuracy",
-           title=f"communication vs accuracy (circle: n={ns[0]}, square: larger n)")
+           title="communication vs final accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "bytes_vs_accuracy.png", dpi=120)
     plt.close(fig)
+
+
+def plot(results: list[dict], out: Path) -> None:
+    """accuracy.png, consensus.png and bytes_vs_accuracy.png in OUT."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    _plot_curves(results, out, plt, "test_acc", "accuracy.png", "test accuracy")
+    _plot_curves(results, out, plt, "consensus_distance", "consensus.png", "consensus distance (log)")
+    _plot_bytes(results, out, plt)
 
 
 def parse_args(argv):
@@ -196,7 +226,8 @@ def parse_args(argv):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--workers", type=int, nargs="+", default=[8, 16], help="worker counts n to compare")
     ap.add_argument("--ranks", type=int, default=2, help="MPI processes per job; each holds n / ranks workers")
-    ap.add_argument("--steps", type=int, default=224, help="training steps per job (one epoch: steps x n x batch must fit the training set)")
+    ap.add_argument("--steps", type=int, default=224,
+                    help="training steps per job, as one epoch: steps x n x batch must fit the training set")
     ap.add_argument("--epochs", type=float, default=0, help="train this many epochs instead of --steps")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: steps / 8)")
     ap.add_argument("--eval-samples", type=int, default=2000, help="test images per evaluation (0: all)")

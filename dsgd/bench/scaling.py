@@ -41,6 +41,7 @@ NOTES = [
     "step_samples_per_s = steps x batch x ranks / (compute_s + comm_s): the training step alone",
     "efficiency = samples_per_s(N) / (N x samples_per_s(1)) for the same algorithm; step_efficiency likewise "
     "from step_samples_per_s",
+    "load_average_before: the 1-minute load average as the job starts (it includes the tail of the job before)",
 ]
 
 
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> dict:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="dsgd-scaling-") as tmp:
         root = Path(args.out or tmp)
-        results = [measure(args, algorithm, n, root) for algorithm in args.algorithms for n in args.ranks]
+        # algorithms alternate at each size, so both see about the same load from other processes
+        results = [measure(args, algorithm, n, root) for n in args.ranks for algorithm in args.algorithms]
     add_efficiency(results)
     notes = list(NOTES)
     if max(args.ranks) > cores:

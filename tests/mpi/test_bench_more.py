@@ -82,7 +82,7 @@ def test_scaling_driver_runs_one_job_per_algorithm_and_size():
     r = bench("scaling", "--ranks", "1", "2", "--steps", "3", "--timeout", "200", timeout=900)
     assert (r["benchmark"], r["steps"]) == ("scaling", 3)
     assert [(x["algorithm"], x["ranks"], x["topology"]) for x in r["results"]] == \
-        [("dsgd", 1, "complete"), ("dsgd", 2, "complete"), ("csgd", 1, None), ("csgd", 2, None)]
+        [("dsgd", 1, "complete"), ("csgd", 1, None), ("dsgd", 2, "complete"), ("csgd", 2, None)]
     for x in r["results"]:
         assert positive(x["samples_per_s"], x["step_samples_per_s"], x["window_s"], x["compute_s"],
                         x["efficiency"], x["step_efficiency"])
