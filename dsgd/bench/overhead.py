@@ -66,6 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    started, load = now(), load_average()  # as the measurement starts
     flags = ["--algorithm", "csgd", "--model", args.model, "--norm", args.norm, "--dataset", args.dataset,
              "--batch-size", str(args.batch_size), "--lr", str(LR), "--momentum", str(MOMENTUM),
              "--seed", str(SEED), "--device", args.device, "--threads", str(args.threads), "--vectorize", "off"]
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
     return {"benchmark": "overhead", "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "model": args.model, "norm": args.norm, "dataset": args.dataset, "batch_size": args.batch_size,
-            "torch_threads": torch.get_num_threads(), "date": now(), "load_average": load_average(),
+            "torch_threads": torch.get_num_threads(), "date": started, "load_average": load,
             "warmup": args.warmup, "repeats": args.repeats,
             "dsgd_s": dsgd_s, "plain_s": plain_s, "data_s": data_s, "ratio": ratio,
             "ratio_excluding_data": (dsgd_s - data_s) / plain_s, "target": TARGET, "met": ratio <= TARGET,

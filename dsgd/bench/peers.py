@@ -140,6 +140,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    started, load = now(), load_average()  # as the measurement starts
     set_threads(args.threads)
     world = MPI.COMM_WORLD
     init_process_group("gloo")
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> dict:
                             "target": target, "met": ratio <= target})
     return {"benchmark": "peers", "world_size": n, "device": "cpu", "backend": "gloo / MPI", "model": args.model,
             "norm": args.norm, "batch_size": args.batch_size, "local_steps": args.local_steps,
-            "torch_threads": torch.get_num_threads(), "date": now(), "load_average": load_average(),
+            "torch_threads": torch.get_num_threads(), "date": started, "load_average": load,
             "warmup": args.warmup, "repeats": args.repeats, "results": results, "comparisons": comparisons,
             "notes": list(NOTES)}
 

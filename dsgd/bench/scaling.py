@@ -112,6 +112,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    started, load = now(), load_average()  # as the measurement starts
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="dsgd-scaling-") as tmp:
         root = Path(args.out or tmp)
@@ -123,8 +124,8 @@ def run(args: argparse.Namespace) -> dict:
         notes.append(f"this machine has {cores} cores: above {cores} ranks they share the cores, so efficiency "
                      f"there mostly shows CPU sharing, not communication cost")
     return {"benchmark": "scaling", "device": "cpu", "cores": cores, "model": args.model, "dataset": args.dataset,
-            "batch_size": args.batch_size, "steps": args.steps, "torch_threads_per_rank": 1, "date": now(),
-            "results": results, "notes": notes}
+            "batch_size": args.batch_size, "steps": args.steps, "torch_threads_per_rank": 1, "date": started,
+            "load_average": load, "results": results, "notes": notes}
 
 
 def table(report: dict) -> str:
