@@ -23,3 +23,10 @@ def test_ring_step_moves_twice_the_model_per_rank(backend):
 def test_thousand_random_directed_time_varying_steps_do_not_hang(np_):
     out = mpi_harness.run_ok(np_, [P("mix_random_time_varying.py"), "--steps", "1000"], timeout=180)
     assert "time-varying ok after 1000 steps" in out
+
+
+@pytest.mark.parametrize("np_, k", [(4, 1), (3, 2)])
+def test_host_staged_mpi_path_agrees_with_dense_reference(np_, k):
+    out = mpi_harness.run_ok(np_, [P("mix_contract.py"), "--backends", "mpi-staged,simulated",
+                                   "--workers-per-rank", str(k)], timeout=240)
+    assert "contract ok" in out

@@ -58,7 +58,11 @@ def main():
     K = args.workers_per_rank
     n = world.size * K
     mine = list(range(world.rank * K, world.rank * K + K))
-    mixers = {b: Mixer(make_communicator(b), K) for b in args.backends.split(",") if b != "simulated"}
+    mixers = {b: Mixer(make_communicator(b), K) for b in args.backends.split(",")
+              if b not in ("simulated", "mpi-staged")}
+    if "mpi-staged" in args.backends:  # the host-staging path a GPU without CUDA-aware MPI takes
+        from dsgd.comm.mpi import MPICommunicator
+        mixers["mpi-staged"] = Mixer(MPICommunicator(stage=True), K)
     results = {}
     for seed, (label, W) in enumerate(cases(n)):
         X = global_inputs(n, seed)
