@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -31,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dsgd import launcher  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_topologies import machine  # noqa: E402  (one description of the machine for both reports)
 
 RANKS, WORKERS_PER_RANK, LOCAL_BATCH = 2, 4, 64
 N_WORKERS = RANKS * WORKERS_PER_RANK
@@ -213,16 +214,6 @@ def _verdict(claim: str, stats: dict) -> str:
         ok = "REPRODUCED" if word.startswith("higher beyond the seed spread") else "NOT REPRODUCED"
         return f"{ok}: D-SGD ring minus C-SGD = {pp(g)} (largest seed std {100 * s:.2f} pp; {word})."
     raise ValueError(claim)
-
-
-def machine() -> dict:
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = "?"
-    return {"host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch_version,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def write_claim_markdown(path: Path, res: dict) -> None:

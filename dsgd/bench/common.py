@@ -135,3 +135,14 @@ def build_run(flags: list[str], mixer):
 def finish(run, tmp) -> None:
     run.log.close()
     tmp.cleanup()
+
+
+def report_main(argv, parse_args, run, table, rank: int = 0) -> int:
+    """The body of every benchmark's main(): parse, measure, and print JSON or a table on rank 0."""
+    import json
+    import sys
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = run(args)
+    if rank == 0:
+        print(json.dumps(report) if args.json else table(report), flush=True)
+    return 0

@@ -13,13 +13,12 @@ sides alternate step by step (A B, then B A), and a third timing takes the data 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 import torch.nn.functional as F
 
-from dsgd.bench.common import build_run, finish, load_average, median, non_negative, now, positive, timed
+from dsgd.bench.common import build_run, finish, load_average, median, non_negative, now, positive, report_main, timed
 from dsgd.comm import Mixer, SelfCommunicator
 from dsgd.models import MODELS, build_model
 
@@ -113,10 +112,7 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = run(args)
-    print(json.dumps(report) if args.json else table(report), flush=True)
-    return 0
+    return report_main(argv, parse_args, run, table)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from dsgd import launcher
-from dsgd.bench.common import load_average, now, positive
+from dsgd.bench.common import load_average, now, positive, report_main
 
 DEFAULT_RANKS = (1, 2, 4, 8)
 ALGORITHMS = ("dsgd", "csgd")
@@ -142,10 +142,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = run(args)
-    print(json.dumps(report) if args.json else table(report), flush=True)
-    return 0
+    return report_main(argv, parse_args, run, table)
 
 
 if __name__ == "__main__":

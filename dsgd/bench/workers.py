@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 
 import torch
 
-from dsgd.bench.common import PeakMemory, load_average, median, non_negative, now, positive, set_threads, timed
+from dsgd.bench.common import (PeakMemory, load_average, median, non_negative, now, positive, report_main,
+                               set_threads, timed)
 from dsgd.config import OptimConfig
 from dsgd.data import load_dataset, local_batch, make_sampler
 from dsgd.models import MODELS, build_model
@@ -176,10 +176,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = run(args)
-    print(json.dumps(report) if args.json else table(report), flush=True)
-    return 0
+    return report_main(argv, parse_args, run, table)
 
 
 if __name__ == "__main__":
