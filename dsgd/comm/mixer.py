@@ -45,6 +45,7 @@ class PendingMix:
             return
         if self.plan.kind == "sparse":
             self._wait_sparse()
+            self.mixer._release_recv(self.scratch)  # finished: another step may now receive into them
         else:
             with Timer(self.mixer.comm.stats):
                 for r in self.requests:
@@ -77,7 +78,12 @@ class Mixer:
         self.K = workers_per_rank
         self.n_workers = comm.size * workers_per_rank
         self._plans: OrderedDict[bytes, MixPlan] = OrderedDict()
-        self._recv_cache: dict = {}
+        # Receive buffers not owned by a step in flight, by (dtype, device, columns). A started
+        # step takes its own and gives them back when finished, so two steps in flight (the
+        # parameters with overlap, then BatchNorm statistics or optimizer state of the same
+        # shape) never receive into the same memory, and buffers are reused across steps.
+        self._free_recv: dict[tuple, list[torch.Tensor]] = {}
+        self.recv_allocations = 0
         # Per local worker: bytes it would send if it were its own process (identity 0,
         # average = payload handed to allreduce, sparse = out-degree x row bytes).
         self.worker_bytes_sent = np.zeros(self.K, dtype=np.float64)
@@ -156,12 +162,18 @@ class Mixer:
         out_degree = cols.sum(axis=0) - np.diag(W)[r * self.K:(r + 1) * self.K].astype(bool)
         self.worker_bytes_sent += out_degree * row_bytes
 
-    def _recv_buffer(self, i: int, b: torch.Tensor, rows: int) -> torch.Tensor:
-        key = (i, b.dtype, b.device, b.shape[1])
-        buf = self._recv_cache.get(key)
-        if buf is None or buf.shape[0] < rows:
-            buf = self._recv_cache[key] = torch.empty(rows, b.shape[1], dtype=b.dtype, device=b.device)
-        return buf[:rows]
+    def _take_recv(self, b: torch.Tensor, rows: int) -> torch.Tensor:
+        """A (rows, m) receive buffer for b that no step in flight owns."""
+        free = self._free_recv.setdefault((b.dtype, b.device, b.shape[1]), [])
+        for j, buf in enumerate(free):
+            if buf.shape[0] == rows:
+                return free.pop(j)
+        self.recv_allocations += 1
+        return torch.empty(rows, b.shape[1], dtype=b.dtype, device=b.device)
+
+    def _release_recv(self, received: Sequence[torch.Tensor]) -> None:
+        for buf in received:
+            self._free_recv.setdefault((buf.dtype, buf.device, buf.shape[1]), []).append(buf)
 
     def _chunks(self, buffers) -> list[list[slice]]:
         """Column ranges each buffer moves and sums in, in order.
@@ -184,7 +196,7 @@ class Mixer:
     def _start_sparse(self, plan: MixPlan, buffers) -> PendingMix:
         requests, received = [], []
         for i, (b, chunks) in enumerate(zip(buffers, self._chunks(buffers))):
-            recv = self._recv_buffer(i, b, plan.rows_received)
+            recv = self._take_recv(b, plan.rows_received)
             posted = []
             for c, cols in enumerate(chunks):
                 sends = [(peer, _rows(b, slots)[:, cols]) for peer, slots in plan.send_to]

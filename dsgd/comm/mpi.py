@@ -1,7 +1,9 @@
 """MPI transport through mpi4py: Allreduce for averages, Isend/Irecv for neighbours.
 
-GPU tensors go straight to a CUDA-aware MPI; otherwise they are staged through pinned host
-buffers that are reused across steps.
+GPU tensors go straight to a CUDA-aware MPI once their stream is synchronized; otherwise they
+are staged through pinned host buffers, each lent to one operation until it completes and
+reused across steps. Non-blocking collectives on device memory are staged unless the library
+is known to support them (DSGD_MPI_DEVICE_NBC=1).
 """
 from __future__ import annotations
 
@@ -43,10 +45,15 @@ def comm_timeout_s() -> float:
 
 
 class _Requests:
-    """Requests of one step; `peers` names who each request waits on, for the timeout report."""
+    """Requests of one step; `peers` names who each request waits on, for the timeout report.
 
-    def __init__(self, reqs, keep, after=(), peers=(), rank=0):
+    `after` lists (destination, staged host copy) pairs copied back once the requests are done;
+    `staged` are the host buffers this step owns, handed back to the pool when it finishes.
+    """
+
+    def __init__(self, reqs, keep, after=(), peers=(), rank=0, staged=(), pool=None):
         self.reqs, self.keep, self.after, self.peers, self.rank = reqs, keep, after, peers, rank
+        self.staged, self.pool = list(staged), pool
 
     def wait(self) -> None:
         from mpi4py import MPI
@@ -59,7 +66,9 @@ class _Requests:
             self.reqs = []
         for dst, src in self.after:
             dst.copy_(src)
-        self.after, self.keep = (), None
+        if self.pool is not None:
+            self.pool.give(self.staged)
+        self.after, self.keep, self.staged = (), None, []
 
     def _wait_or_report(self, MPI, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -72,29 +81,77 @@ class _Requests:
             nap = min(2 * nap, 1e-3)
 
 
-class MPICommunicator:
-    """Communicator over an mpi4py communicator (COMM_WORLD by default)."""
+class StagingPool:
+    """Host buffers (pinned when CUDA is present) lent to one operation at a time.
 
-    def __init__(self, comm=None, cuda_aware: bool | None = None, stage: bool | None = None):
+    An operation takes a buffer when it is posted and gives it back when it completes, so two
+    operations in flight never share one, whatever their shapes; buffers are reused across steps.
+    """
+
+    def __init__(self):
+        self._free: dict[tuple, list[torch.Tensor]] = {}
+        self.allocations = 0
+        self.host_ptrs: set[int] = set()
+
+    def take(self, like: torch.Tensor) -> torch.Tensor:
+        free = self._free.get((tuple(like.shape), like.dtype))
+        if free:
+            return free.pop()
+        self.allocations += 1
+        buf = torch.empty(like.shape, dtype=like.dtype, pin_memory=torch.cuda.is_available())
+        self.host_ptrs.add(buf.data_ptr())
+        return buf
+
+    def give(self, bufs) -> None:
+        for b in bufs:
+            self._free.setdefault((tuple(b.shape), b.dtype), []).append(b)
+
+
+class MPICommunicator:
+    """Communicator over an mpi4py communicator (COMM_WORLD by default).
+
+    Args:
+        cuda_aware: the MPI library reads device memory (default: ask it).
+        stage: always copy through host buffers, even CPU tensors (tests the GPU-without-CUDA-aware path).
+        device_nbc: the library also runs non-blocking collectives on device memory (default: no, so
+            device buffers of an Iallreduce are staged; Open MPI's CUDA support covers blocking ones).
+    """
+
+    def __init__(self, comm=None, cuda_aware: bool | None = None, stage: bool | None = None,
+                 device_nbc: bool | None = None):
         from mpi4py import MPI
         self.MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.stats = CommStats()
         self.cuda_aware = mpi_is_cuda_aware() if cuda_aware is None else cuda_aware
+        self.device_nbc = (os.environ.get("DSGD_MPI_DEVICE_NBC", "0").strip().lower() in ("1", "true", "yes")
+                           if device_nbc is None else device_nbc)
         self._force_stage = bool(stage)
-        self._staging: dict = {}
+        self.staging = StagingPool()
 
-    # -- buffers ----------------------------------------------------------------------
-    def _needs_staging(self, t: torch.Tensor) -> bool:
-        return self._force_stage or (t.device.type != "cpu" and not self.cuda_aware)
+    # -- device memory ------------------------------------------------------------------
+    def _on_device(self, t: torch.Tensor) -> bool:
+        return t.device.type != "cpu"
 
-    def _host(self, key, t: torch.Tensor) -> torch.Tensor:
-        buf = self._staging.get(key)
-        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
-            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=torch.cuda.is_available())
-            self._staging[key] = buf
-        return buf
+    def _synchronize(self, t: torch.Tensor) -> None:
+        """Wait for the kernels queued on t's stream: MPI reads and writes device memory outside it."""
+        torch.cuda.current_stream(t.device).synchronize()
+
+    def _ready(self, tensors) -> None:
+        """Before MPI sees device memory: its producers are done and no kernel still reads it."""
+        for t in tensors:
+            if self._on_device(t):
+                self._synchronize(t)
+                return  # one stream per rank: one synchronization covers every buffer
+
+    # -- buffers ------------------------------------------------------------------------
+    def _needs_staging(self, t: torch.Tensor, nonblocking_collective: bool = False) -> bool:
+        if self._force_stage:
+            return True
+        if not self._on_device(t):
+            return False
+        return not self.cuda_aware or (nonblocking_collective and not self.device_nbc)
 
     @staticmethod
     def _mpi_buf(t: torch.Tensor):
@@ -102,48 +159,63 @@ class MPICommunicator:
             return t.detach().numpy()
         return t  # CUDA-aware MPI reads device memory through __dlpack__/__cuda_array_interface__
 
-    def _stage_out(self, key, t):
-        if not self._needs_staging(t):
-            return t
-        h = self._host(key, t)
-        h.copy_(t)
-        return h
-
-    # -- collectives ------------------------------------------------------------------
+    # -- collectives --------------------------------------------------------------------
     def allreduce_sum_(self, buf: torch.Tensor) -> None:
         self.iallreduce_sum(buf, blocking=True).wait()
 
     def iallreduce_sum(self, buf: torch.Tensor, blocking: bool = False):
         self.stats.allreduce_bytes += buf.numel() * buf.element_size()
         self.stats.messages += 1
-        host = self._stage_out(("ar", buf.shape, buf.dtype), buf)
+        nonblocking = not blocking or comm_timeout_s() > 0  # a timeout needs Iallreduce to poll
+        staged = []
+        host = buf
+        if self._needs_staging(buf, nonblocking_collective=nonblocking):
+            host = self.staging.take(buf)
+            host.copy_(buf)
+            staged.append(host)
+        else:
+            self._ready([buf])
         after = [(buf, host)] if host is not buf else []
-        if blocking and comm_timeout_s() <= 0:
+        if not nonblocking:
             self.comm.Allreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
-            return _Requests([], None, after)
+            return _Requests([], None, after, staged=staged, pool=self.staging)
         req = self.comm.Iallreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
-        return _Requests([req], host, after, ["allreduce over all ranks"], self.rank)
+        return _Requests([req], host, after, ["allreduce over all ranks"], self.rank, staged, self.staging)
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
-        reqs, keep, after, peers = [], [], [], []
-        for i, (peer, t) in enumerate(recvs):
-            host = t if not self._needs_staging(t) else self._host(("r", tag, i), t)
-            if host is not t:
+        sends = [(peer, t.contiguous()) for peer, t in sends]  # may run a copy kernel: before _ready
+        reqs, keep, after, peers, staged = [], [], [], [], []
+        recv_bufs, send_bufs = [], []
+        for peer, t in recvs:
+            host = t
+            if self._needs_staging(t):
+                host = self.staging.take(t)
+                staged.append(host)
                 after.append((t, host))
+            recv_bufs.append((peer, t, host))
+        for peer, t in sends:
+            host = t
+            if self._needs_staging(t):
+                host = self.staging.take(t)
+                host.copy_(t)
+                staged.append(host)
+            send_bufs.append((peer, t, host))
+        self._ready([h for _, _, h in recv_bufs + send_bufs])
+        for peer, t, host in recv_bufs:
             arr = self._mpi_buf(host)
             keep.append(arr)
             reqs.append(self.comm.Irecv(arr, source=peer, tag=tag))
             peers.append(f"receive from rank {peer}")
             self.stats.bytes_recv += t.numel() * t.element_size()
-        for i, (peer, t) in enumerate(sends):
-            arr = self._mpi_buf(self._stage_out(("s", tag, i), t.contiguous()))
+        for peer, t, host in send_bufs:
+            arr = self._mpi_buf(host)
             keep.append(arr)
             reqs.append(self.comm.Isend(arr, dest=peer, tag=tag))
             peers.append(f"send to rank {peer}")
             self.stats.bytes_sent += t.numel() * t.element_size()
             self.stats.messages += 1
-        return _Requests(reqs, keep, after, peers, self.rank)
+        return _Requests(reqs, keep, after, peers, self.rank, staged, self.staging)
 
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         import numpy as np

@@ -45,7 +45,7 @@ class SimulatedMixer:
             return
         with Timer(self.stats):
             for b in buffers:
-                Wt = torch.as_tensor(W, dtype=torch.float64, device=b.device)
+                Wt = torch.tensor(W, dtype=torch.float64, device=b.device)  # a copy: W may be read-only
                 b.copy_(Wt @ b.to(torch.float64))
 
     def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ from dsgd.train import checkpoint as ckpt
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
 from dsgd.train.metrics import RunLog
+from dsgd.train.mixing import mix_model_
 from dsgd.train.vectorized import make_workers
 
 
@@ -69,18 +70,8 @@ class Run:
 
     def mix_parameters(self, W, start_only: bool = False):
         """Mix parameters, and BatchNorm statistics / optimizer state when the policy says so."""
-        a, w = self.cfg.algo, self.workers
-        pending = self.mixer.start(w.params, W, blocking=not start_only)
-        for pack, unpack, wanted in ((w.packed_buffers, w.unpack_buffers, a.mix_buffers),
-                                     (w.packed_state, w.unpack_state, a.mix_optimizer_state)):
-            bufs = pack() if wanted else None
-            if bufs is not None:
-                self.mixer.mix_(bufs, W)
-                unpack(bufs)
-        if start_only:
-            return pending
-        pending.wait()
-        return None
+        a = self.cfg.algo
+        return mix_model_(self.mixer, self.workers, W, a.mix_buffers, a.mix_optimizer_state, start_only)
 
     def train_step(self, step: int, pending):
         """One step of every local worker; returns a mixing step still in flight (overlap), if any."""

@@ -29,6 +29,24 @@ def test_workers_per_rank_give_the_same_parameters_as_one_worker_per_rank(tmp_pa
     assert torch.equal(got, four_ranks), (got - four_ranks).abs().max()
 
 
+@pytest.fixture(scope="module")
+def four_ranks_mixed_momentum(tmp_path_factory):
+    out = tmp_path_factory.mktemp("4x1-mixed-momentum")
+    train(4, out, *DSGD, "--mix-optimizer-state", "true")
+    return worker_params(out)
+
+
+@pytest.mark.parametrize("ranks, per_rank", [(2, 2), (1, 4)])
+def test_mixed_momentum_gives_the_same_parameters_however_workers_are_spread(
+        tmp_path, four_ranks_mixed_momentum, four_ranks, ranks, per_rank):
+    # momentum (FAST has 0.9) is gossiped like the parameters, while the parameter exchange is in flight
+    train(ranks, tmp_path, *DSGD, "--mix-optimizer-state", "true", "--workers-per-rank", str(per_rank),
+          "--vectorize", "off")
+    got = worker_params(tmp_path)
+    assert torch.equal(got, four_ranks_mixed_momentum), (got - four_ranks_mixed_momentum).abs().max()
+    assert not torch.equal(got, four_ranks)  # the policy did change the trajectory
+
+
 def test_vectorized_workers_follow_the_same_trajectory(tmp_path, four_ranks):
     train(1, tmp_path, *DSGD, "--workers-per-rank", "4", "--vectorize", "on")
     got = worker_params(tmp_path)

@@ -15,6 +15,8 @@ ALGORITHMS = {
     "dsgd-grid": ["--algorithm", "dsgd", "--topology", "grid"],  # a torus needs rows, cols >= 3: see below
     "dsgd-exponential": ["--algorithm", "dsgd", "--topology", "exponential"],
     "dsgd-one-peer": ["--algorithm", "dsgd", "--topology", "one-peer-exponential"],
+    # momentum buffers gossiped with the parameters (while the parameter exchange is in flight)
+    "dsgd-ring-mixed-momentum": ["--algorithm", "dsgd", "--topology", "ring", "--mix-optimizer-state", "true"],
 }
 STEPS = "60"  # 60 steps x 4 workers x 32 = 7,680 samples
 
@@ -53,3 +55,14 @@ def test_torus_gossip_learns_with_nine_workers(tmp_path):
     train(3, tmp_path, "--algorithm", "dsgd", "--topology", "torus", "--workers-per-rank", "3",
           "--steps-per-epoch", STEPS, "--eval-every", STEPS)
     assert metrics(tmp_path)[-1]["test_acc"] > 0.70
+
+
+def test_mixing_optimizer_state_trains_like_keeping_it_local(tmp_path):
+    """The issue's own run: ring, momentum 0.9, no normalization, 40 steps; both policies learn alike."""
+    acc = {}
+    for policy in ("false", "true"):
+        out = tmp_path / policy
+        train(4, out, "--algorithm", "dsgd", "--topology", "ring", "--mix-optimizer-state", policy,
+              "--steps-per-epoch", "40", "--eval-every", "40")
+        acc[policy] = metrics(out)[-1]["test_acc"]
+    assert acc["true"] > 0.70 and abs(acc["true"] - acc["false"]) < 0.05, acc

@@ -30,3 +30,14 @@ def test_host_staged_mpi_path_agrees_with_dense_reference(np_, k):
     out = mpi_harness.run_ok(np_, [P("mix_contract.py"), "--backends", "mpi-staged,simulated",
                                    "--workers-per-rank", str(k)], timeout=240)
     assert "contract ok" in out
+
+
+@pytest.mark.parametrize("np_, k, backends", [
+    (4, 1, "mpi,mpi-staged,torch"), (3, 1, "mpi,mpi-staged,torch"), (2, 2, "mpi,mpi-staged,torch"),
+    (1, 4, "self,simulated"),
+])
+def test_every_mixing_policy_over_every_matrix_shape_equals_dense_reference(np_, k, backends):
+    # parameters in flight (overlap) while BatchNorm buffers and same-shape optimizer state are mixed
+    out = mpi_harness.run_ok(np_, [P("mix_policies.py"), "--backends", backends, "--workers-per-rank", str(k)],
+                             timeout=240)
+    assert "policies ok" in out
