@@ -41,3 +41,9 @@ def test_every_mixing_policy_over_every_matrix_shape_equals_dense_reference(np_,
     out = mpi_harness.run_ok(np_, [P("mix_policies.py"), "--backends", backends, "--workers-per-rank", str(k)],
                              timeout=240)
     assert "policies ok" in out
+
+
+def test_device_memory_reaches_mpi_only_when_ready_and_never_in_a_nonblocking_collective():
+    # CPU stand-in for GPU memory: records stream synchronizations, kernels and MPI calls in order
+    out = mpi_harness.run_ok(3, [P("mix_device_standin.py")], timeout=120)
+    assert "device stand-in ok" in out

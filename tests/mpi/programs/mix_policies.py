@@ -81,12 +81,12 @@ def make_mixers(backends, K):
     return out
 
 
-def run_case(mixer, W, rows, seed, mix_buffers, mix_state, overlap):
+def run_case(mixer, W, rows, seed, mix_buffers, mix_state, overlap, device="cpu"):
     rng = np.random.default_rng(seed)
     n = W.shape[0]
     P, B, S = (global_arrays(PARAM_SHAPES, n, rng), global_arrays(BUFFER_SHAPES, n, rng),
                global_arrays(PARAM_SHAPES, n, rng))
-    mine = lambda arrays: [torch.from_numpy(a[rows].copy()) for a in arrays]  # noqa: E731
+    mine = lambda arrays: [torch.from_numpy(a[rows].copy()).to(device) for a in arrays]  # noqa: E731
     reps = Replicas(mine(P), mine(B), mine(S))
     pending = mix_model_(mixer, reps, W, mix_buffers, mix_state, start_only=overlap)
     if pending is not None:
@@ -98,7 +98,7 @@ def run_case(mixer, W, rows, seed, mix_buffers, mix_state, overlap):
         for i, (g, x) in enumerate(zip(got, X)):
             expected = (W @ x.astype(np.float64) if mixed else x)[rows]
             tol = 1e-12 if g.dtype == torch.float64 else 2e-6
-            np.testing.assert_allclose(g.numpy(), expected, rtol=tol, atol=tol, err_msg=f"{name}[{i}]")
+            np.testing.assert_allclose(g.cpu().numpy(), expected, rtol=tol, atol=tol, err_msg=f"{name}[{i}]")
 
 
 def counters(mixer):
@@ -111,6 +111,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="mpi")
     ap.add_argument("--workers-per-rank", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where the buffers live (cuda: the GPU path)")
     args = ap.parse_args()
     world = MPI.COMM_WORLD
     K = args.workers_per_rank
@@ -126,7 +127,7 @@ def main():
                 warm = counters(mixer)
             for seed, ((label, W), policy) in enumerate(itertools.product(cases, policies)):
                 try:
-                    run_case(mixer, W, rows, seed, *policy)
+                    run_case(mixer, W, rows, seed, *policy, device=args.device)
                 except AssertionError as e:
                     raise AssertionError(f"{backend} on rank {world.rank}, W {label}, (mix_buffers, "
                                          f"mix_state, overlap)={policy}: {e}") from None
