@@ -94,7 +94,9 @@ class RunConfig:
     backend: str = opt("mpi", "communication backend", ["mpi", "torch"])
     workers_per_rank: int = opt(1, "workers held by each process (global workers = ranks x this)")
     vectorize: str = opt("auto", "train a rank's workers in one batched pass", ["auto", "on", "off"])
-    device: str = opt("auto", "cpu, cuda, or auto (GPU from the local rank when there is one)")
+    device: str = opt("auto", "cpu, cuda (the local rank's GPU), cuda:N, or auto (the local rank's GPU when "
+                      "there is one, else cpu)")
+    share_gpus: bool = opt(False, "let several ranks use one GPU (otherwise refused, naming the ranks)")
     log_every: int = opt(20, "progress line every this many steps (rank 0)")
     checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)")
     keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)")

@@ -88,29 +88,51 @@ def local_size(env: Optional[Mapping[str, str]] = None) -> int:
     return 1
 
 
-def pick_device(prefer: str = "auto") -> str:
-    """The torch device for this process: "cuda:{local_rank % visible GPUs}", or "cpu".
+GLOBAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "RANK", "SLURM_PROCID")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def global_rank(env: Optional[Mapping[str, str]] = None) -> int:
+    """This process's rank in the whole job, read from the launcher; 0 when not launched."""
+    env = os.environ if env is None else env
+    for name in GLOBAL_RANK_VARIABLES:
+        rank = _read_int(env, name)
+        if rank is not None:
+            return rank
+    return 0
+
+
+def pick_device(prefer: str = "auto", quiet: bool = False) -> str:
+    """The torch device for this process: "cuda:{local_rank % visible GPUs}", "cuda:N", or "cpu".
 
     Args:
-        prefer: "auto" (a GPU when there is one, else cpu with a notice on stderr),
-            "cuda" (a GPU or RuntimeError) or "cpu".
+        prefer: "auto" (a GPU when there is one, else cpu with a notice on stderr from rank 0
+            only), "cuda" (this local rank's GPU, or RuntimeError), "cuda:N" (that GPU, or
+            RuntimeError when it is not visible) or "cpu".
+        quiet: never print the cpu notice (the caller reports the device itself).
 
     When the launcher already gives each rank exactly one GPU (CUDA_VISIBLE_DEVICES,
     `srun --gpus-per-task=1`) there is one visible GPU and every rank gets "cuda:0".
     """
     global _cpu_notice_given
-    if prefer not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"prefer must be 'auto', 'cuda' or 'cpu', got {prefer!r}")
+    if not isinstance(prefer, str) or not DEVICE_PATTERN.fullmatch(prefer):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {prefer!r}")
     if prefer == "cpu":
         return "cpu"
     import torch  # here, not at the top: launching and rank lookup must not need torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if prefer.startswith("cuda:"):
+        index = int(prefer.split(":")[1])
+        if index >= gpus:
+            raise RuntimeError(f"device {prefer}: this process sees {gpus} CUDA device(s)")
+        return prefer
     if gpus > 0:
         return f"cuda:{local_rank() % gpus}"
     if prefer == "cuda":
-        raise RuntimeError("prefer='cuda' but no CUDA device is visible to this process")
-    if not _cpu_notice_given:
+        raise RuntimeError("device cuda: no CUDA device is visible to this process")
+    if not _cpu_notice_given and not quiet:
         _cpu_notice_given = True
-        print("dsgd: no CUDA device visible, running on cpu", file=sys.stderr)
+        if global_rank() == 0:  # every rank falls back alike: the job says it once
+            print("dsgd: no CUDA device visible, running on cpu", file=sys.stderr)
     return "cpu"

@@ -91,7 +91,7 @@ def make_sides(args, world):
         runs[f"dsgd-{algorithm}-mpi"] = build_run(trainer_flags(args, algorithm),
                                                   Mixer(MPICommunicator(world.Dup()), workers_per_rank=1))
         runs[f"dsgd-{algorithm}-torch"] = build_run(trainer_flags(args, algorithm),
-                                                    Mixer(TorchDistCommunicator("gloo"), workers_per_rank=1))
+                                                    Mixer(TorchDistCommunicator("cpu"), workers_per_rank=1))
     ref = runs["dsgd-local-mpi"][0]
     plain = {"torch-averager": PlainSide(ref, "averager", args.local_steps),
              "torch-ddp": PlainSide(ref, "ddp", args.local_steps)}

@@ -8,14 +8,17 @@ from .simulated import SelfCommunicator, SimulatedMixer
 BACKENDS = ("mpi", "torch", "simulated")
 
 
-def make_communicator(backend: str):
-    """A rank-level communicator: "mpi" (mpi4py), "torch" (torch.distributed), "self" (one rank)."""
+def make_communicator(backend: str, device="cpu"):
+    """A rank-level communicator: "mpi" (mpi4py), "torch" (torch.distributed), "self" (one rank).
+
+    `device` is where this rank's training tensors live; torch.distributed picks its backend from it.
+    """
     if backend == "mpi":
         from .mpi import MPICommunicator
         return MPICommunicator()
     if backend == "torch":
         from .torch_dist import TorchDistCommunicator
-        return TorchDistCommunicator()
+        return TorchDistCommunicator(device)
     if backend == "self":
         return SelfCommunicator()
     raise ValueError(f"unknown communication backend {backend!r}; choose from mpi, torch, self")

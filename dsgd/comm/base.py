@@ -48,7 +48,12 @@ class Communicator(Protocol):
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         """Blocking sum of a few float64 scalars (metrics); not counted as training traffic."""
 
+    def allreduce_max(self, value: float) -> float:
+        """Blocking maximum of one float over all ranks (agreeing on a failure)."""
+
     def bcast_object(self, obj, root: int = 0): ...
+
+    def allgather_object(self, obj) -> list: ...
 
     def barrier(self) -> None: ...
 

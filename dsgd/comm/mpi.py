@@ -224,7 +224,10 @@ class MPICommunicator:
         return a.tolist()
 
     def allreduce_max(self, value: float) -> float:
-        return self.comm.allreduce(value, op=self.MPI.MAX)
+        import numpy as np
+        a = np.array([value], dtype=np.float64)  # a buffer, not a pickled object: one small message
+        self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.MAX)
+        return float(a[0])
 
     def bcast_object(self, obj, root: int = 0):
         return self.comm.bcast(obj, root=root)

@@ -1,5 +1,9 @@
 """torch.distributed transport: gloo on CPU, NCCL on GPU; all_reduce and batched isend/irecv.
 
+On GPUs the group is "cpu:gloo,cuda:nccl": tensors on the device go over NCCL, CPU-side values
+(metric sums, objects) over gloo. Each rank's device is made current before the group is built,
+so NCCL sees one GPU per rank.
+
 Launched under mpirun, ranks learn their rank and world size from the MPI launcher's
 environment and rendezvous at rank 0's address, which rank 0 publishes over MPI.
 Under torchrun (RANK/WORLD_SIZE/MASTER_ADDR set) the usual env:// rendezvous is used.
@@ -51,17 +55,27 @@ class _Works:
         self.works, self.keep = [], None
 
 
-class TorchDistCommunicator:
-    """Communicator over the default torch.distributed process group."""
+def backend_for(device: torch.device) -> str:
+    """gloo for CPU training; NCCL for device tensors with gloo beside it for CPU values."""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
-    def __init__(self, backend: str | None = None):
-        if backend is None:
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-        init_process_group(backend)
-        self.backend = backend
+
+class TorchDistCommunicator:
+    """Communicator over the default torch.distributed process group.
+
+    Args:
+        device: where the training tensors live (default cpu); picks the backend.
+        backend: override, e.g. "gloo" for GPU tensors staged by the user.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", backend: str | None = None):
+        device = torch.device(device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # before the group: NCCL binds each rank to the current GPU
+        self.backend = backend or backend_for(device)
+        init_process_group(self.backend)
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.stats = CommStats()
-        self._device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
 
     def allreduce_sum_(self, buf: torch.Tensor) -> None:
         self.iallreduce_sum(buf, blocking=True).wait()
@@ -86,18 +100,18 @@ class TorchDistCommunicator:
         return _Works(works, (sends, recvs))
 
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
-        t = torch.tensor(list(values), dtype=torch.float64, device=self._device)
+        t = torch.tensor(list(values), dtype=torch.float64)  # CPU: goes over gloo
         dist.all_reduce(t)
-        return t.cpu().tolist()
+        return t.tolist()
 
     def allreduce_max(self, value: float) -> float:
-        t = torch.tensor([value], dtype=torch.float64, device=self._device)
+        t = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
     def bcast_object(self, obj, root: int = 0):
         box = [obj]
-        dist.broadcast_object_list(box, src=root)
+        dist.broadcast_object_list(box, src=root, device=torch.device("cpu"))
         return box[0]
 
     def allgather_object(self, obj):

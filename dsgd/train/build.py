@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from dsgd.config import Config, ConfigError
+from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
 
 
@@ -53,6 +54,8 @@ def check(cfg: Config, world_size: int) -> None:
         raise ConfigError(f"label-noise must be in [0, 1), got {cfg.data.label_noise}")
     if cfg.data.steps_per_epoch < 0:
         raise ConfigError(f"steps-per-epoch must be >= 0, got {cfg.data.steps_per_epoch}")
+    if not DEVICE_PATTERN.fullmatch(r.device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
     if a.overlap and a.algorithm != "dsgd":
         raise ConfigError("overlap applies to dsgd only")
 

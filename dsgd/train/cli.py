@@ -1,23 +1,30 @@
 """`python -m dsgd.train`: parse settings, check them, start the communicator, run the loop.
 
-    mpirun -np 4 python -m mpi4py -m dsgd.train --algorithm dsgd --topology ring --epochs 1
+    mpirun -np 4 python -m dsgd.train --algorithm dsgd --topology ring --epochs 1
 
-Bad settings end every rank with one line on stderr and status 2, before any training step.
+Bad settings end every rank with one line on stderr (from rank 0) and status 2, before any
+training step. A non-finite loss is agreed by all ranks at the step it happens, so they stop
+together (status 3). Any other error on one rank aborts the whole job, so no rank is left
+waiting for it, whether or not the ranks were started under `python -m mpi4py`.
 """
 from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from dsgd.config import ConfigError, parse
 from dsgd.data.errors import DatasetError
 from dsgd.comm.mpi import CommTimeout
+from dsgd.device import DeviceError
+from dsgd.local_rank import global_rank
 from dsgd.train.checkpoint import CheckpointError
 from dsgd.train.loop import NonFiniteError
 
 USAGE_ERROR = 2
 RUN_ERROR = 3
+INTERNAL_ERROR = 1
 
 
 def last_checkpoint(out: Path) -> str:
@@ -29,22 +36,22 @@ def last_checkpoint(out: Path) -> str:
         return "no checkpoint was written"
 
 
-def _world_size_from_env() -> tuple[int, int]:
-    import os
-    for r, s in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
-                 ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE"), ("RANK", "WORLD_SIZE")):
-        if os.environ.get(r, "").isdigit() and os.environ.get(s, "").isdigit():
-            return int(os.environ[r]), int(os.environ[s])
-    return 0, 1
-
-
-def fail(rank: int, message: str) -> int:
-    """Settings errors are the same on every rank: rank 0 says it once."""
+def fail(rank: int, message: str, status: int = USAGE_ERROR) -> int:
+    """An error every rank agrees on: rank 0 says it once, every rank exits with `status`."""
     if rank == 0:
         print(f"dsgd.train: error: {message}", file=sys.stderr, flush=True)
     else:
         time.sleep(0.5)  # let rank 0 print before an exiting rank brings the job down
-    return USAGE_ERROR
+    return status
+
+
+def abort_job(status: int) -> None:
+    """End every rank of the job now: MPI_Abort when MPI is up, else a plain exit."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(status)
+    sys.exit(status)
 
 
 def agree_on_errors(comm, error: str | None) -> str | None:
@@ -58,44 +65,83 @@ def agree_on_errors(comm, error: str | None) -> str | None:
     return "; ".join(f"rank {errors.index(e)}: {e}" for e in distinct)
 
 
-def main(argv: list[str] | None = None) -> int:
-    rank, size = _world_size_from_env()
+def setup(cfg, ns):
+    """Device, communicator and run, with every setup error agreed across ranks."""
+    import torch
+    from dsgd.comm import Mixer, make_communicator
+    from dsgd.device import check_gpu_sharing, device_identity, pick_device
+    error, run = None, None
+    try:
+        device = pick_device(cfg.run.device)
+    except DeviceError as e:
+        error, device = str(e), torch.device("cpu")
+    comm = make_communicator(cfg.run.backend, device)
+    mixer = Mixer(comm, cfg.run.workers_per_rank)
+    identities = comm.allgather_object(device_identity(device))
+    out = Path(cfg.run.out)
+    try:
+        if error is None:
+            check_gpu_sharing(identities, cfg.run.share_gpus)
+            out.mkdir(parents=True, exist_ok=True)
+            from dsgd.train.loop import Run
+            run = Run(cfg, mixer, out, device)
+            if ns.resume:
+                run.restore(ns.resume)
+    except (ConfigError, DatasetError, CheckpointError, DeviceError, OSError) as e:
+        error = str(e)
+    return comm, run, agree_on_errors(comm, error)
+
+
+def _main(argv: list[str] | None) -> int:
+    rank = global_rank()
     try:
         cfg, ns = parse(argv)
         from dsgd.train import build
-        build.check(cfg, size)
+        build.check(cfg, _world_size())
     except ConfigError as e:
         return fail(rank, str(e))
     import os
     if cfg.run.comm_timeout > 0:
         os.environ["DSGD_COMM_TIMEOUT"] = str(cfg.run.comm_timeout)
-    from dsgd.comm import Mixer, make_communicator
-    comm = make_communicator(cfg.run.backend)
-    mixer = Mixer(comm, cfg.run.workers_per_rank)
-    out = Path(cfg.run.out)
-    error, run = None, None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        from dsgd.train.loop import Run
-        run = Run(cfg, mixer, out)
-        if ns.resume:
-            run.restore(ns.resume)
-    except (ConfigError, DatasetError, CheckpointError, OSError) as e:
-        error = str(e)
-    error = agree_on_errors(comm, error)
+    comm, run, error = setup(cfg, ns)
     if error:
         return fail(comm.rank, error)
+    if comm.rank == 0 and cfg.run.device == "auto" and run.device.type == "cpu":
+        print("dsgd: no CUDA device visible, running on cpu", file=sys.stderr, flush=True)  # once per job
+    out = Path(cfg.run.out)
     try:
         row = run.run()
-    except (NonFiniteError, CommTimeout) as e:
-        latest = last_checkpoint(out)
-        print(f"dsgd.train: error: {e}; {latest}", file=sys.stderr, flush=True)
+    except NonFiniteError as e:  # agreed: every rank stops at the same step
         run.log.rank_only(f"stopped: {e}")
-        return RUN_ERROR
+        return fail(comm.rank, f"{e}; {last_checkpoint(out)}", RUN_ERROR)
+    except CommTimeout as e:  # this rank alone knows: say so, then end the job
+        print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
+        run.log.rank_only(f"stopped: {e}")
+        abort_job(RUN_ERROR)
     run.log.close()
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)
     return 0
+
+
+def _world_size() -> int:
+    import os
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:  # an error on this rank alone: the others must not wait for it forever
+        print(f"dsgd.train: internal error on rank {global_rank()}:", file=sys.stderr)
+        traceback.print_exc()
+        abort_job(INTERNAL_ERROR)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

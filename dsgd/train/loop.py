@@ -32,12 +32,12 @@ class NonFiniteError(RuntimeError):
 class Run:
     """Everything one process needs for a run, built from the settings."""
 
-    def __init__(self, cfg: Config, mixer, out: Path):
+    def __init__(self, cfg: Config, mixer, out: Path, device: torch.device | None = None):
         self.cfg, self.mixer, self.comm = cfg, mixer, mixer.comm
         r = cfg.run
         if r.threads:
             torch.set_num_threads(r.threads)
-        self.device = pick_device(r.device)
+        self.device = pick_device(r.device) if device is None else device
         self.train_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=True)
         self.test_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=False)
         self.plan = build.plan(cfg, self.comm.size, len(self.train_set))
@@ -80,8 +80,7 @@ class Run:
         t0 = time.perf_counter()
         loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
         self.compute_s += time.perf_counter() - t0
-        if not math.isfinite(loss_sum):
-            raise NonFiniteError(f"loss is {loss_sum / seen} at step {step} on rank {self.comm.rank}")
+        self.stop_if_any_rank(not math.isfinite(loss_sum), f"loss is not finite at step {step}")
         self.window = [self.window[0] + loss_sum, self.window[1] + correct, self.window[2] + seen]
         if pending is not None:
             pending.wait()
@@ -95,6 +94,15 @@ class Run:
         if act.param_W is not None and not act.combine_first:
             return self.mix_parameters(act.param_W, start_only=self.cfg.algo.overlap)
         return None
+
+    def stop_if_any_rank(self, bad: bool, what: str) -> None:
+        """Agree on a local failure: every rank raises at the same point, naming the highest bad rank.
+
+        One small collective; without it a rank that stops alone leaves the others waiting.
+        """
+        worst = self.comm.allreduce_max(float(self.comm.rank + 1 if bad else 0))
+        if worst > 0:
+            raise NonFiniteError(f"{what} on rank {int(worst) - 1}")
 
     def evaluate(self, step: int) -> dict:
         cfg, w, comm = self.cfg, self.workers, self.comm
@@ -141,9 +149,8 @@ class Run:
     def save(self) -> None:
         """Every rank writes its workers; rank 0 then names the checkpoint the latest."""
         w = self.workers
-        if not all(torch.isfinite(b).all() for b in w.params):
-            raise NonFiniteError(f"parameters are not finite at step {self.step} on rank {self.comm.rank}; "
-                                 f"not checkpointing them")
+        self.stop_if_any_rank(not all(bool(torch.isfinite(b).all()) for b in w.params),
+                              f"parameters are not finite at step {self.step} (not checkpointing them)")
         state = {
             "params": [b.detach().cpu() for b in w.params],
             "buffers": [[b.detach().cpu() for b in m.buffers()] for m in w.models],

@@ -89,7 +89,7 @@ def test_pick_device_without_gpu_says_so_once(clean_env, capsys):
     assert err.count("\n") == 1 and "cpu" in err
     with pytest.raises(RuntimeError, match="CUDA"):
         lr.pick_device("cuda")
-    with pytest.raises(ValueError, match="prefer"):
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
         lr.pick_device("tpu")
 
 
