@@ -41,3 +41,13 @@ def test_an_unexpected_error_on_one_rank_aborts_the_job(tmp_path):
     status, out = run_without_mpi4py_runner(3, ["--mode", "raise", "--out", str(tmp_path)])
     assert status != 0
     assert "internal error on rank 1" in out and "deliberate failure inside training on rank 1" in out
+
+
+def test_a_settings_error_is_printed_once_for_the_whole_job():
+    cmd = ["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "dsgd.train",
+           "--lr", "-1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=launcher.mpirun_env(), cwd=launcher.REPO,
+                         timeout=120)
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("dsgd.train:")]
+    assert lines == ["dsgd.train: error: lr must be > 0, got -1.0"], res.stdout + res.stderr
+    assert res.returncode == 2
