@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Tuple, Union
 import networkx as nx
 import numpy as np
 
-from . import dynamic, files, graphs
+from . import dynamic, files, graphs, pushing
 from .errors import TopologyError
 from .options import as_int, as_path, as_probability, parse_spec
 from .topology import Topology, graph_of
@@ -130,6 +130,35 @@ def _random_one_peer(n: int, weights: Weights, seed: Any = 0, period: Any = 1000
                     options={"seed": seed, "period": period})
 
 
+def _directed_exponential(n: int, weights: Weights) -> Topology:
+    return Topology("directed-exponential", n, pushing.directed_exponential(n),
+                    period=pushing.directed_exponential_period(n), directed=True,
+                    weights=weights, default_weights="uniform")
+
+
+def _random_out(n: int, weights: Weights, s: Any = 1, seed: Any = 0, period: Any = 1000) -> Topology:
+    s = as_int("random-out", "s", s, minimum=1)
+    if s > n - 1:
+        raise TopologyError(f"random-out with s={s} needs n >= s + 1 nodes, got n={n}")
+    seed = as_int("random-out", "seed", seed, minimum=0)
+    period = as_int("random-out", "period", period, minimum=1)
+    return Topology("random-out", n, pushing.random_out(n, s, seed), period=period, directed=True,
+                    weights=weights, default_weights="uniform", stochastic="column",
+                    options={"s": s, "seed": seed, "period": period})
+
+
+def _digraph_file(n: int, weights: Weights, path: Any = None) -> Topology:
+    path = as_path("digraph-file", "path", path)
+    edges = files.read_matrix(path, "directed graph file")
+    if edges.ndim != 2 or edges.shape[1] != 2 or not np.all(edges == np.round(edges)):
+        raise TopologyError(f"directed graph file '{path}' must hold rows 'j i' (j pushes to i), integers")
+    if len(edges) and (edges.min() < 0 or edges.max() >= n):
+        raise TopologyError(f"directed graph file '{path}' names nodes outside 0..{n - 1}")
+    P = pushing.push_matrix(pushing.out_peers_of(edges.astype(int), n))
+    return Topology.static("digraph-file", P, graph_of(P, True), weights="uniform", default_weights="uniform",
+                           options={"path": path}, stochastic="column")
+
+
 _ALL = [
     Family("complete", "everyone averages with everyone: W = 1/n (an allreduce)",
            _complete, default_weights="uniform"),
@@ -156,6 +185,14 @@ _ALL = [
     Family("random-one-peer", "time-varying directed: i averages with a seeded random peer, "
            "no fixed points",
            _random_one_peer, ("seed", "period"), default_weights="uniform",
+           weight_rules=ONE_RULE),
+    Family("directed-exponential", "time-varying push graph, period ceil(log2 n): i pushes half to "
+           "i + 2^(t mod period)", _directed_exponential, default_weights="uniform", weight_rules=ONE_RULE),
+    Family("random-out", "time-varying push graph (column-stochastic): each step every node pushes "
+           "to s random others, 1/(s+1) each; for push-sum", _random_out, ("s", "seed", "period"),
+           default_weights="uniform", weight_rules=ONE_RULE),
+    Family("digraph-file", "your directed graph: rows 'j i' (j pushes to i); column-stochastic "
+           "1/(out-degree+1); for push-sum", _digraph_file, ("path",), default_weights="uniform",
            weight_rules=ONE_RULE),
     Family("graph-file", "your undirected graph: edge list or adjacency (text or .npy); "
            "Metropolis-Hastings",

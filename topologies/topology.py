@@ -60,9 +60,14 @@ class Topology:
     def __init__(self, name: str, n: int, step_matrix: Callable[[int], np.ndarray], *,
                  period: int = 1, directed: bool = False, weights: str = "default",
                  default_weights: str = "default", options: Optional[Mapping[str, Any]] = None,
-                 graph: Optional[nx.Graph] = None) -> None:
-        """Prefer `Topology.static`; step_matrix(k) gives W for k in [0, period)."""
+                 graph: Optional[nx.Graph] = None, stochastic: str = "doubly") -> None:
+        """Prefer `Topology.static`; step_matrix(k) gives W for k in [0, period).
+
+        stochastic: "doubly" (gossip matrices) or "column" (push-sum matrices of directed graphs:
+        what each node sends sums to 1, what it receives need not).
+        """
         self.name, self.n, self.period = name, n, period
+        self.stochastic = stochastic
         self.directed, self.weights = directed, weights
         self._default_weights = default_weights
         self.options: Dict[str, Any] = dict(options or {})
@@ -75,7 +80,7 @@ class Topology:
     def static(cls, name: str, W: np.ndarray, graph: nx.Graph, **kwargs: Any) -> "Topology":
         """A period-1 topology of one matrix W on `graph` (checked against it)."""
         W = _frozen(W)
-        validate_mixing_matrix(W, graph, name=f"{name} W")
+        validate_mixing_matrix(W, graph, name=f"{name} W", kind=kwargs.get("stochastic", "doubly"))
         for i, j in graph.edges:
             graph.edges[i, j]["weight"] = float(W[j, i]) if graph.is_directed() else float(W[i, j])
         return cls(name, W.shape[0], lambda k: W, graph=nx.freeze(graph),
@@ -85,7 +90,7 @@ class Topology:
         if self._static_graph is not None:
             return W  # already validated against its graph in `static`
         W = _frozen(W)
-        validate_mixing_matrix(W, name=f"{self.name} W({k})")
+        validate_mixing_matrix(W, name=f"{self.name} W({k})", kind=self.stochastic)
         return W
 
     def _build_graph(self, k: int) -> nx.Graph:
@@ -140,7 +145,7 @@ class Topology:
             max_in, max_out = max(max_in, *d_in), max(max_out, *d_out)
         rate = spectra.mixing_rate(self)
         return {"name": self.name, "spec": self.spec, "n": self.n, "period": self.period,
-                "time_varying": self.time_varying, "directed": self.directed,
+                "time_varying": self.time_varying, "directed": self.directed, "stochastic": self.stochastic,
                 "weights": self.weights, "options": dict(self.options),
                 "max_in_degree": int(max_in), "max_out_degree": int(max_out),
                 "lambda2": rate, "spectral_gap": max(0.0, 1.0 - rate)}

@@ -28,8 +28,9 @@ def _check_shape(W: np.ndarray, name: str) -> None:
         raise TopologyError(f"{name}[{i}, {j}] = {_num(W[i, j])} is negative")
 
 
-def _check_sums(W: np.ndarray, tol: float, name: str) -> None:
-    for axis, what in ((1, "row"), (0, "column")):
+def _check_sums(W: np.ndarray, tol: float, name: str, kind: str = "doubly") -> None:
+    axes = ((1, "row"), (0, "column")) if kind == "doubly" else ((0, "column"),)
+    for axis, what in axes:
         sums = W.sum(axis=axis)
         off = np.flatnonzero(np.abs(sums - 1.0) > tol)
         if len(off):
@@ -59,8 +60,8 @@ def _check_sparsity(W: np.ndarray, graph: nx.Graph, name: str) -> None:
 
 
 def validate_mixing_matrix(W: np.ndarray, graph: Optional[nx.Graph] = None,
-                           tol: float = 1e-9, name: str = "W") -> None:
-    """Raise TopologyError unless W is a doubly-stochastic mixing matrix.
+                           tol: float = 1e-9, name: str = "W", kind: str = "doubly") -> None:
+    """Raise TopologyError unless W is a doubly-stochastic (or, kind="column", column-stochastic) mixing matrix.
 
     Args:
         W: candidate (n, n) matrix; x_i <- sum_j W[i, j] x_j.
@@ -68,6 +69,8 @@ def validate_mixing_matrix(W: np.ndarray, graph: Optional[nx.Graph] = None,
             (for a DiGraph, an edge j -> i: j sends to i).
         tol: allowed deviation of every row and column sum from 1.
         name: what to call the matrix in the message.
+        kind: "doubly" (rows and columns sum to 1: gossip) or "column" (what each node sends
+            sums to 1: push-sum on directed graphs).
 
     Checks, in order: square, finite, non-negative, rows sum to 1, columns
     sum to 1, sparsity within the graph.
@@ -77,6 +80,6 @@ def validate_mixing_matrix(W: np.ndarray, graph: Optional[nx.Graph] = None,
     except (TypeError, ValueError) as exc:
         raise TopologyError(f"{name} is not a numeric matrix ({exc})") from None
     _check_shape(W, name)
-    _check_sums(W, tol, name)
+    _check_sums(W, tol, name, kind)
     if graph is not None:
         _check_sparsity(W, graph, name)

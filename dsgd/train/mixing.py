@@ -6,14 +6,15 @@ every step in flight its own receive and staging memory, so they never alias.
 from __future__ import annotations
 
 
-def mix_model_(mixer, workers, W, mix_buffers: bool, mix_state: bool, start_only: bool = False):
+def mix_model_(mixer, workers, W, mix_buffers: bool, mix_state: bool, start_only: bool = False, extra=()):
     """Mix the workers' parameters with W, plus BatchNorm buffers / optimizer state when asked.
 
     Args:
         workers: has `params` ((K, m) buckets) and pack/unpack pairs for buffers and state.
         start_only: leave the parameter step in flight and return it (overlap); else finish it.
+        extra: a rule's own buffers mixed with the same W, in the same exchange as the parameters.
     """
-    pending = mixer.start(workers.params, W, blocking=not start_only)
+    pending = mixer.start([*workers.params, *extra], W, blocking=not start_only)
     for pack, unpack, wanted in ((workers.packed_buffers, workers.unpack_buffers, mix_buffers),
                                  (workers.packed_state, workers.unpack_state, mix_state)):
         bufs = pack() if wanted else None

@@ -1,0 +1,135 @@
+"""A heterogeneous least-squares problem and plain numpy versions of every rule's recursion.
+
+Worker i minimizes f_i(x) = ||A_i x - b_i||^2 / (2 r) with its own optimum; the global problem is
+the average of the f_i. The numpy recursions here are written from the papers' formulas
+(docs/design.md), not from dsgd's code, and serve as the oracles of the rule tests.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dsgd.comm import BucketLayout
+from dsgd.train.engine import Engine
+
+D = 7       # parameters per worker, in two buckets of 4 and 3 (float64)
+ROWS = 12   # equations per worker
+
+
+class Problem:
+    def __init__(self, n: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.A = rng.standard_normal((n, ROWS, D))
+        own_optima = rng.standard_normal((n, D)) * 3  # heterogeneity: every worker pulls elsewhere
+        self.b = np.einsum("nrd,nd->nr", self.A, own_optima) + 0.1 * rng.standard_normal((n, ROWS))
+        self.x0 = rng.standard_normal((n, D))
+        self.n = n
+
+    def grad(self, X: np.ndarray, workers=None) -> np.ndarray:
+        idx = np.arange(self.n) if workers is None else np.asarray(workers)
+        A, b = self.A[idx], self.b[idx]
+        return np.einsum("nrd,nr->nd", A, np.einsum("nrd,nd->nr", A, X) - b) / ROWS
+
+    def minimizer(self) -> np.ndarray:
+        H = np.einsum("nrd,nre->de", self.A, self.A)
+        return np.linalg.solve(H, np.einsum("nrd,nr->d", self.A, self.b))
+
+
+class FlatWorkers:
+    """K workers whose parameters are one row each of two float64 buckets; plain SGD as optimizer."""
+
+    def __init__(self, x0_rows: np.ndarray, lr):
+        self.K = len(x0_rows)
+        self.layout = BucketLayout([torch.zeros(4, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)],
+                                   cap_bytes=32)
+        self.params = self.layout.allocate(self.K)
+        self.grads = self.layout.allocate(self.K)
+        self.set_rows(self.params, x0_rows)
+        self._lr, self.t = lr, 0
+
+    @staticmethod
+    def set_rows(buffers, X):
+        buffers[0].copy_(torch.from_numpy(X[:, :4]))
+        buffers[1].copy_(torch.from_numpy(X[:, 4:]))
+
+    @staticmethod
+    def rows(buffers) -> np.ndarray:
+        return torch.cat(list(buffers), dim=1).numpy().copy()
+
+    def optimizer_step(self):  # plain SGD, the D-SGD baseline
+        for x, g in zip(self.params, self.grads):
+            x.sub_(g * self._lr(self.t))
+
+    def packed_buffers(self):
+        return None
+
+    def packed_state(self):
+        return None
+
+    def unpack_buffers(self, bufs):
+        pass
+
+    def unpack_state(self, bufs):
+        pass
+
+
+def run_rule(rule, mixer, problem: Problem, workers: list[int], lr, steps: int, after_step=None) -> np.ndarray:
+    """Drive `rule` on this process's workers; returns their parameters after `steps` steps."""
+    w = FlatWorkers(problem.x0[workers], lr)
+    engine = Engine(mixer, w, lr)
+    rule.attach(engine)
+    for t in range(steps):
+        w.t = t
+        w.set_rows(w.grads, problem.grad(w.rows(w.params), workers))
+        rule.step(t, engine)
+        if after_step is not None:
+            after_step(t, rule, w)
+    return w.rows(w.params)
+
+
+# -- the oracles: whole-network numpy recursions ------------------------------------------
+def oracle_gradient_tracking(p: Problem, W, lr, steps):
+    X = p.x0.copy()
+    for t in range(steps):
+        G = p.grad(X)
+        Y = G if t == 0 else Y + G - G_prev
+        G_prev = G
+        X, Y = W(t) @ (X - lr(t) * Y), W(t) @ Y
+    return X
+
+
+def oracle_diffusion(p: Problem, W, lr, steps, exact: bool):
+    X, X_prev, EG_prev = p.x0.copy(), None, None
+    for t in range(steps):
+        M = (np.eye(p.n) + W(t)) / 2 if exact else W(t)
+        G = p.grad(X)
+        V = X - lr(t) * G if t == 0 else 2 * X - X_prev - lr(t) * G + EG_prev
+        X_prev, EG_prev = X, lr(t) * G
+        X = M @ V
+    return X
+
+
+def oracle_qgm(p: Problem, W, lr, steps, beta, mu, nesterov=False):
+    X, M = p.x0.copy(), np.zeros_like(p.x0)
+    for t in range(steps):
+        G = p.grad(X)
+        Dir = G + beta * (beta * M + G) if nesterov else G + beta * M
+        X_new = W(t) @ (X - lr(t) * Dir)
+        M = mu * M + (1 - mu) * (X - X_new) / lr(t)
+        X = X_new
+    return X
+
+
+def oracle_push_sum(p: Problem, P, lr, steps):
+    X, w = p.x0.copy(), np.ones((p.n, 1))
+    for t in range(steps):
+        Z = X / w
+        X, w = P(t) @ (X - lr(t) * p.grad(Z)), P(t) @ w
+    return X / w
+
+
+def oracle_dsgd(p: Problem, W, lr, steps):
+    X = p.x0.copy()
+    for t in range(steps):
+        X = W(t) @ (X - lr(t) * p.grad(X))
+    return X
