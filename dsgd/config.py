@@ -20,92 +20,141 @@ class ConfigError(ValueError):
     """A setting is unknown, ill-typed or inconsistent. The message is one line for the user."""
 
 
-def opt(default, help: str, choices=None):
-    return field(default=default, metadata={"help": help, "choices": choices})
+def opt(default, help: str, choices=None, check=None):
+    """A setting: default, help line, allowed choices, and check = (predicate, "what it must be")."""
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
+
+
+def at_least(lo):
+    return (lambda v: v >= lo, f">= {lo}")
+
+
+def above(lo):
+    return (lambda v: v > lo, f"> {lo}")
+
+
+def fraction(v) -> bool:
+    return 0 <= v < 1
+
+
+IN_UNIT = (fraction, "in [0, 1)")
+INCREASING = (lambda v: all(x >= 0 for x in v) and all(b > a for a, b in zip(v, v[1:])),
+              "increasing numbers >= 0")
+ALL_AT_LEAST_1 = (lambda v: all(isinstance(h, int) and h >= 1 for h in v), "integers >= 1, all of them")
+TWO_FRACTIONS = (lambda v: len(v) == 2 and all(fraction(b) for b in v), "two numbers in [0, 1)")
 
 
 @dataclass
 class DataConfig:
     dataset: str = opt("fashion-mnist", "training data", ["fashion-mnist", "cifar10", "synthetic"])
-    data_dir: Optional[str] = opt(None, "directory of the dataset files (default: the Debian package path "
-                                  "for Fashion-MNIST; required for CIFAR-10)")
+    data_dir: Optional[str] = opt(None, "directory of the dataset files; none: the Debian package path for "
+                                  "Fashion-MNIST (CIFAR-10 needs one)")
     replacement: bool = opt(False, "sample local batches with replacement (else: one shared shuffle per epoch "
                             "split into disjoint shards)")
-    steps_per_epoch: int = opt(0, "steps per epoch; 0 derives floor(train size / total batch)")
-    augment: Optional[bool] = opt(None, "random crop + flip (default: on for CIFAR-10, off for Fashion-MNIST)")
-    label_noise: float = opt(0.0, "probability of replacing a drawn label by a random other class")
+    steps_per_epoch: int = opt(0, "steps per epoch; 0 derives floor(train size / total batch)", check=at_least(0))
+    augment: Optional[bool] = opt(None, "random crop + flip; none: on for CIFAR-10, off for Fashion-MNIST")
+    label_noise: float = opt(0.0, "probability of replacing a drawn label by a random other class", check=IN_UNIT)
 
 
 @dataclass
 class ModelConfig:
     model: str = opt("cnn", "architecture", ["cnn", "mlp", "resnet20", "resnet56", "resnet18", "vgg16"])
     norm: str = opt("bn", "normalization layers", ["bn", "gn", "none"])
-    n_groups: int = opt(8, "groups of GroupNorm (with --norm gn)")
+    n_groups: int = opt(8, "groups of GroupNorm (with --norm gn)", check=at_least(1))
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = opt("sgd", "local optimizer", ["sgd", "adamw"])
-    lr: float = opt(0.05, "peak learning rate (after warmup, before decay)")
+    lr: float = opt(0.05, "peak learning rate (after warmup, before decay)", check=above(0))
     lr_scaling: str = opt("none", "multiply --lr by the number of workers (linear) or not", ["none", "linear"])
-    start_lr: float = opt(0.0, "learning rate at the start of warmup")
-    warmup_epochs: float = opt(0.0, "linear warmup length in epochs (0: none)")
+    start_lr: float = opt(0.0, "learning rate at the start of warmup", check=at_least(0))
+    warmup_epochs: float = opt(0.0, "linear warmup length in epochs (0: none)", check=at_least(0))
     decay: str = opt("step", "learning-rate decay", ["step", "cosine", "constant"])
-    milestones: tuple = opt((), "epochs at which step decay multiplies the lr by --gamma (comma-separated)")
-    gamma: float = opt(0.1, "step decay factor")
-    momentum: float = opt(0.0, "SGD momentum")
+    milestones: tuple = opt((), "epochs at which step decay multiplies the lr by --gamma (comma-separated)",
+                            check=INCREASING)
+    gamma: float = opt(0.1, "step decay factor", check=above(0))
+    momentum: float = opt(0.0, "SGD momentum (beta of quasi-global momentum with --algorithm qgm)", check=IN_UNIT)
     nesterov: bool = opt(False, "Nesterov momentum")
-    weight_decay: float = opt(0.0, "weight decay (decoupled for AdamW)")
+    weight_decay: float = opt(0.0, "weight decay (decoupled for AdamW)", check=at_least(0))
     no_decay_norm_bias: bool = opt(False, "no weight decay on biases and normalization parameters")
-    betas: tuple = opt((0.9, 0.999), "AdamW betas")
-    eps: float = opt(1e-8, "AdamW epsilon")
+    betas: tuple = opt((0.9, 0.999), "AdamW betas (two numbers)", check=TWO_FRACTIONS)
+    eps: float = opt(1e-8, "AdamW epsilon", check=above(0))
+
+
+ALGORITHMS = ("csgd", "local", "postlocal", "qsr", "dsgd", "gradient-tracking", "d2", "exact-diffusion", "qgm", "sgp")
 
 
 @dataclass
 class AlgorithmConfig:
-    algorithm: str = opt("dsgd", "what to mix and when", ["csgd", "local", "postlocal", "qsr", "dsgd"])
-    topology: str = opt("ring", "gossip graph for dsgd: a topologies spec, e.g. ring, torus:rows=4,cols=4, "
-                        "exponential, one-peer-exponential, matrix-file:path=W.npy")
+    algorithm: str = opt("dsgd", "what to mix and when (README: the algorithm table)", list(ALGORITHMS))
     local_steps: int = opt(1, "H: local steps between averaging (local, qsr base, post-local after the switch) "
-                           "or between gossip rounds (dsgd)")
-    switch_epochs: tuple = opt((), "post-local phase boundaries in epochs (default: the lr milestones)")
-    phase_local_steps: tuple = opt((), "post-local H per phase (default: 1 then --local-steps)")
-    qsr_alpha: float = opt(0.0, "QSR alpha: H = max(H_base, floor((alpha/lr)^p))")
-    qsr_power: float = opt(2.0, "QSR exponent p (2 quadratic, 1 linear)")
-    global_every: int = opt(0, "dsgd: exact average every this many steps (0: never)")
-    order: str = opt("atc", "dsgd: adapt-then-combine or combine-then-adapt", ["atc", "cta"])
-    overlap: bool = opt(False, "dsgd: overlap the gossip step with the next forward/backward")
+                           "or between gossip rounds (dsgd and the gossip rules)", check=at_least(1))
     mix_buffers: bool = opt(True, "mix BatchNorm running statistics with the parameters")
     mix_optimizer_state: bool = opt(False, "mix optimizer state (momentum, Adam moments) with the parameters")
 
 
 @dataclass
+class GossipConfig:
+    topology: str = opt("exponential", "gossip graph: a topologies spec, e.g. ring, torus:rows=4,cols=4, "
+                        "exponential, one-peer-exponential, matrix-file:path=W.npy; push graphs "
+                        "(random-out, directed-exponential, digraph-file) for sgp")
+    global_every: int = opt(0, "exact average every this many steps (0: never)", check=at_least(0))
+    order: str = opt("atc", "dsgd: adapt-then-combine or combine-then-adapt", ["atc", "cta"])
+    overlap: bool = opt(False, "dsgd: overlap the gossip step with the next forward/backward")
+
+
+@dataclass
+class PostLocalConfig:
+    switch_epochs: tuple = opt((), "post-local phase boundaries in epochs; none: one switch, at the "
+                               "first lr milestone only (no milestones: a single phase)", check=INCREASING)
+    phase_local_steps: tuple = opt((), "post-local H per phase; none: 1, then --local-steps", check=ALL_AT_LEAST_1)
+
+
+@dataclass
+class QSRConfig:
+    qsr_alpha: float = opt(0.0, "QSR alpha: H = max(H_base, floor((alpha/lr)^p))", check=at_least(0))
+    qsr_power: float = opt(2.0, "QSR exponent p (2 quadratic, 1 linear)", check=above(0))
+
+
+@dataclass
+class QGMConfig:
+    qgm_buffer_factor: float = opt(0.9, "qgm: mu in m_hat <- mu m_hat + (1 - mu) (x - x_mixed) / lr", check=IN_UNIT)
+
+
+@dataclass
 class RunConfig:
-    epochs: float = opt(1.0, "training length in epochs")
-    batch_size: int = opt(32, "local batch size per worker")
-    total_batch_size: int = opt(0, "total batch size; if given it must equal workers x local batch")
-    physical_batch_size: int = opt(0, "largest batch put through the model at once (gradient accumulation)")
+    epochs: float = opt(1.0, "training length in epochs", check=above(0))
+    batch_size: int = opt(32, "local batch size per worker", check=at_least(1))
+    total_batch_size: int = opt(0, "total batch size; if given it must equal workers x local batch", check=at_least(0))
+    physical_batch_size: int = opt(0, "largest batch put through the model at once (gradient accumulation)",
+                                   check=at_least(0))
     seed: int = opt(0, "seed: same seed, same run")
-    eval_every: int = opt(100, "evaluate every this many steps (and at the end)")
+    eval_every: int = opt(100, "evaluate every this many steps (and at the end)", check=at_least(1))
     eval_on_start: bool = opt(False, "evaluate the initial model")
-    eval_samples: int = opt(0, "evaluate on the first this many test samples (0: the whole test set)")
-    bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model")
+    eval_samples: int = opt(0, "evaluate on the first this many test samples (0: the whole test set)",
+                            check=at_least(0))
+    bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model",
+                          check=at_least(0))
     out: str = opt("runs/latest", "run directory")
     backend: str = opt("mpi", "communication backend", ["mpi", "torch"])
-    workers_per_rank: int = opt(1, "workers held by each process (global workers = ranks x this)")
+    workers_per_rank: int = opt(1, "workers held by each process (global workers = ranks x this)", check=at_least(1))
     vectorize: str = opt("auto", "train a rank's workers in one batched pass", ["auto", "on", "off"])
     device: str = opt("auto", "cpu, cuda (the local rank's GPU), cuda:N, or auto (the local rank's GPU when "
                       "there is one, else cpu)")
     share_gpus: bool = opt(False, "let several ranks use one GPU (otherwise refused, naming the ranks)")
-    log_every: int = opt(20, "progress line every this many steps (rank 0)")
-    checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)")
-    keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)")
-    threads: int = opt(0, "torch threads per process (0: leave as is)")
+    log_every: int = opt(20, "progress line every this many steps (rank 0)", check=at_least(1))
+    checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)",
+                                check=at_least(0))
+    keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)",
+                                check=at_least(0))
+    threads: int = opt(0, "torch threads per process (0: leave as is)", check=at_least(0))
     comm_timeout: float = opt(0.0, "fail a neighbour exchange that takes longer than this many seconds, naming "
-                              "the rank waited on (0: wait forever)")
+                              "the rank waited on (0: wait forever)", check=at_least(0))
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,
+            "gossip": GossipConfig, "postlocal": PostLocalConfig, "qsr": QSRConfig, "qgm": QGMConfig,
             "run": RunConfig}
 
 
@@ -115,6 +164,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     algo: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    postlocal: PostLocalConfig = field(default_factory=PostLocalConfig)
+    qsr: QSRConfig = field(default_factory=QSRConfig)
+    qgm: QGMConfig = field(default_factory=QGMConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def as_dict(self) -> dict:
@@ -170,6 +223,10 @@ def _set(cfg: Config, name: str, value) -> None:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    check = f.metadata.get("check")
+    if check is not None and value is not None and not check[0](value):
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ConfigError(f"--{name.replace('_', '-')} must be {check[1]}, got {shown}")
     setattr(getattr(cfg, section), name, value)
 
 
@@ -194,23 +251,30 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+def _metavar(f, hint) -> str:
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    if f.metadata.get("choices"):
+        return "{" + ",".join(f.metadata["choices"]) + "}"
+    return {bool: "{true,false}", int: "INT", float: "FLOAT", tuple: "LIST", str: "STR"}.get(base, "VALUE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m dsgd.train",
-        description="Train one model on many workers: C-SGD, local SGD, post-local SGD, QSR or D-SGD, "
-                    "all as schedules of one mixing step. Launch under mpirun; each rank holds "
-                    "--workers-per-rank workers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--config", help="YAML recipe; flags given here override it")
-    ap.add_argument("--resume", help="run directory or checkpoint to continue from")
+        description="Train one model on many workers: C-SGD, local SGD, post-local SGD, QSR, D-SGD, gradient "
+                    "tracking, D2 / exact diffusion, quasi-global momentum or push-sum, all as rules over one "
+                    "mixing step. Launch under mpirun; each rank holds --workers-per-rank workers.")
+    ap.add_argument("--config", metavar="RECIPE", help="YAML recipe; flags given here override it")
+    ap.add_argument("--resume", metavar="RUN", help="run directory or checkpoint to continue from")
     for section, cls in SECTIONS.items():
         group = ap.add_argument_group(section)
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = f.default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="V",
-                               help=f"{f.metadata['help']} (default: {shown})"
-                               + (f"; one of {', '.join(f.metadata['choices'])}" if f.metadata.get("choices") else ""))
+            shown = "none" if shown in ((), "", None) else shown
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                               metavar=_metavar(f, hints[f.name]), help=f"{f.metadata['help']} (default: {shown})")
     return ap
 
 
@@ -227,13 +291,16 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     cfg = Config()
     if ns.resume:
         cfg = _saved_config(ns.resume)
+    ns.given = set()  # settings the user named (recipe or flag), for "ignored by this algorithm" warnings
     if ns.config:
         for k, v in load_recipe(ns.config).items():
             _set(cfg, k, v)
+            ns.given.add(k)
     for name in FIELDS:
         v = getattr(ns, name)
         if v is not None:
             _set(cfg, name, v)
+            ns.given.add(name)
     return cfg, ns
 
 

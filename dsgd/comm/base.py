@@ -38,8 +38,11 @@ class Communicator(Protocol):
     size: int
     stats: CommStats
 
-    def iallreduce_sum(self, buf: torch.Tensor) -> Request:
-        """Start an in-place sum of `buf` over all ranks."""
+    def allreduce_sum_(self, buf: torch.Tensor) -> None:
+        """Blocking in-place sum of `buf` over all ranks."""
+
+    def iallreduce_sum(self, buf: torch.Tensor, blocking: bool = False) -> Request:
+        """Start an in-place sum of `buf` over all ranks (blocking: finish it before returning)."""
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0) -> Request:
@@ -51,9 +54,8 @@ class Communicator(Protocol):
     def allreduce_max(self, value: float) -> float:
         """Blocking maximum of one float over all ranks (agreeing on a failure)."""
 
-    def bcast_object(self, obj, root: int = 0): ...
-
-    def allgather_object(self, obj) -> list: ...
+    def allgather_object(self, obj) -> list:
+        """Every rank's picklable `obj`, in rank order (agreeing on setup errors)."""
 
     def barrier(self) -> None: ...
 

@@ -92,6 +92,14 @@ class Mixer:
     def stats(self):
         return self.comm.stats
 
+    def state_dict(self) -> dict:
+        """What a resumed run must keep counting from: bytes per worker, traffic and time counters."""
+        return {"worker_bytes_sent": torch.from_numpy(self.worker_bytes_sent.copy()), "comm_stats": self.stats.as_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
+        self.stats.load(state["comm_stats"])
+
     def plan(self, W: np.ndarray) -> MixPlan:
         W = np.ascontiguousarray(W, dtype=np.float64)
         key = W.tobytes()

@@ -229,9 +229,6 @@ class MPICommunicator:
         self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.MAX)
         return float(a[0])
 
-    def bcast_object(self, obj, root: int = 0):
-        return self.comm.bcast(obj, root=root)
-
     def allgather_object(self, obj):
         return self.comm.allgather(obj)
 

@@ -27,6 +27,13 @@ class SimulatedMixer:
         self.stats = self.comm.stats
         self.worker_bytes_sent = np.zeros(n_workers, dtype=np.float64)
 
+    def state_dict(self) -> dict:
+        return {"worker_bytes_sent": torch.from_numpy(self.worker_bytes_sent.copy()), "comm_stats": self.stats.as_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
+        self.stats.load(state["comm_stats"])
+
     def start(self, buffers: Sequence[torch.Tensor], W: np.ndarray, blocking: bool = False):
         self.mix_(buffers, W)
         return Done()
@@ -76,9 +83,6 @@ class SelfCommunicator:
 
     def allreduce_max(self, value):
         return value
-
-    def bcast_object(self, obj, root: int = 0):
-        return obj
 
     def allgather_object(self, obj):
         return [obj]

@@ -109,11 +109,6 @@ class TorchDistCommunicator:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
-    def bcast_object(self, obj, root: int = 0):
-        box = [obj]
-        dist.broadcast_object_list(box, src=root, device=torch.device("cpu"))
-        return box[0]
-
     def allgather_object(self, obj):
         out = [None] * self.size
         dist.all_gather_object(out, obj)

@@ -1,11 +1,18 @@
-"""From settings to parts: step counts, learning rate, schedule. Checks consistency first."""
+"""From settings to parts: step counts, learning rate, the algorithm's rule. Checks consistency first.
+
+Each algorithm is one entry of ALGORITHMS: how to build its rule, and which algorithm settings it
+reads (a setting given to an algorithm that ignores it gets a one-line warning).
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from dsgd.config import Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
+from dsgd.rules import (D2_EIGENVALUE_BOUND, Diffusion, GradientTracking, OptimizerRule, PushSum,
+                        QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
 
 
@@ -22,42 +29,31 @@ class Plan:
 
 
 def check(cfg: Config, world_size: int) -> None:
-    """Refuse inconsistent settings with one line, before any training starts."""
+    """Refuse settings that contradict each other with one line, before any training starts.
+
+    Each setting alone is checked where it is defined (dsgd.config); here only combinations.
+    """
     r, o, a = cfg.run, cfg.optim, cfg.algo
     n = world_size * r.workers_per_rank
-    if r.workers_per_rank < 1:
-        raise ConfigError(f"workers-per-rank must be >= 1, got {r.workers_per_rank}")
-    if r.batch_size < 1:
-        raise ConfigError(f"batch-size must be >= 1, got {r.batch_size}")
     if r.total_batch_size and r.total_batch_size != n * r.batch_size:
         raise ConfigError(f"total-batch-size {r.total_batch_size} != workers {n} x local batch {r.batch_size} "
                           f"= {n * r.batch_size}")
-    if r.physical_batch_size < 0 or (r.physical_batch_size and r.batch_size % r.physical_batch_size):
+    if r.physical_batch_size and r.batch_size % r.physical_batch_size:
         raise ConfigError(f"physical-batch-size {r.physical_batch_size} must divide batch-size {r.batch_size}")
-    if r.epochs <= 0:
-        raise ConfigError(f"epochs must be > 0, got {r.epochs}")
-    if o.lr <= 0:
-        raise ConfigError(f"lr must be > 0, got {o.lr}")
-    if o.start_lr < 0 or o.weight_decay < 0 or not 0 <= o.momentum < 1:
-        raise ConfigError("start-lr and weight-decay must be >= 0 and momentum in [0, 1)")
     if o.nesterov and o.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
-    if a.local_steps < 1:
-        raise ConfigError(f"local-steps must be >= 1, got {a.local_steps}")
-    if any(h < 1 for h in a.phase_local_steps):
-        raise ConfigError(f"phase-local-steps must all be >= 1, got {list(a.phase_local_steps)}")
-    if a.qsr_alpha < 0 or a.qsr_power <= 0:
-        raise ConfigError("qsr-alpha must be >= 0 and qsr-power > 0")
-    if a.global_every < 0 or r.eval_every < 1 or r.bn_batches < 0:
-        raise ConfigError("global-every and bn-batches must be >= 0, eval-every >= 1")
-    if not 0 <= cfg.data.label_noise < 1:
-        raise ConfigError(f"label-noise must be in [0, 1), got {cfg.data.label_noise}")
-    if cfg.data.steps_per_epoch < 0:
-        raise ConfigError(f"steps-per-epoch must be >= 0, got {cfg.data.steps_per_epoch}")
     if not DEVICE_PATTERN.fullmatch(r.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
-    if a.overlap and a.algorithm != "dsgd":
+    if cfg.gossip.overlap and a.algorithm != "dsgd":
         raise ConfigError("overlap applies to dsgd only")
+    ALGORITHMS[a.algorithm].check(cfg)
+
+
+def ignored_settings(cfg: Config, given: set[str]) -> list[str]:
+    """Warnings for algorithm settings the user gave that the chosen algorithm does not read."""
+    algo = ALGORITHMS[cfg.algo.algorithm]
+    return [f"--{name.replace('_', '-')} is ignored by --algorithm {cfg.algo.algorithm}"
+            for name in sorted(given & ALGORITHM_SETTINGS) if name not in algo.reads]
 
 
 def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
@@ -80,36 +76,102 @@ def lr_schedule(cfg: Config, p: Plan) -> LRSchedule:
                       milestones=tuple(p.epoch_to_step(e) for e in o.milestones))
 
 
+# -- schedules -------------------------------------------------------------------------------
 def _postlocal(cfg, p, lr):
-    a = cfg.algo
-    switches = tuple(p.epoch_to_step(e) for e in a.switch_epochs) or lr.decay_points[:1] or (0,)
+    a, pl = cfg.algo, cfg.postlocal
+    switches = tuple(p.epoch_to_step(e) for e in pl.switch_epochs) or lr.decay_points[:1] or (0,)
     starts = tuple(sorted(set((0,) + tuple(s for s in switches if 0 < s < p.total_steps))))
-    periods = tuple(a.phase_local_steps) or ((1,) + (a.local_steps,) * (len(starts) - 1)
-                                             if len(starts) > 1 else (a.local_steps,))
+    periods = tuple(pl.phase_local_steps) or ((1,) + (a.local_steps,) * (len(starts) - 1)
+                                              if len(starts) > 1 else (a.local_steps,))
     if len(periods) != len(starts):
         raise ConfigError(f"post-local SGD has {len(starts)} phases (switch points {list(starts[1:])}) "
                           f"but {len(periods)} phase-local-steps")
     return PostLocalSGD(p.n_workers, starts, periods, p.total_steps)
 
 
-def _gossip(cfg, p, lr):
+def topology(cfg, n: int):
     import topologies
     try:
-        topo = topologies.from_spec(cfg.algo.topology, p.n_workers)
+        return topologies.from_spec(cfg.gossip.topology, n)
     except topologies.TopologyError as e:
         raise ConfigError(f"topology: {e}") from None
-    return Gossip(topo, cfg.algo.local_steps, cfg.algo.global_every, cfg.algo.order == "cta")
 
 
-SCHEDULES = {
-    "csgd": lambda cfg, p, lr: ParallelSGD(p.n_workers),
-    "local": lambda cfg, p, lr: LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps),
-    "postlocal": _postlocal,
-    "qsr": lambda cfg, p, lr: QSR(p.n_workers, cfg.algo.local_steps, cfg.algo.qsr_alpha, lr, p.total_steps,
-                                  lr.warmup_steps, cfg.algo.qsr_power),
-    "dsgd": _gossip,
+def _gossip(cfg, p, lr, stochastic=("doubly",)):
+    topo = topology(cfg, p.n_workers)
+    if topo.stochastic not in stochastic:
+        raise ConfigError(f"topology {topo.name} is only column-stochastic (a push graph): use --algorithm sgp, "
+                          f"which de-biases it")
+    g = cfg.gossip
+    return Gossip(topo, cfg.algo.local_steps, g.global_every, g.order == "cta")
+
+
+def _d2(cfg, p, lr):
+    schedule = _gossip(cfg, p, lr)
+    topo = schedule.topology
+    for t in range(min(topo.period, 64)):
+        low = smallest_eigenvalue(topo.W(t))
+        if low <= D2_EIGENVALUE_BOUND + 1e-12:
+            raise ConfigError(f"d2 needs every W's eigenvalues above -1/3, but {topo.name} on {p.n_workers} workers "
+                              f"has {low:.4g} (W({t})): use --algorithm exact-diffusion, which mixes with (I + W)/2")
+    return Diffusion(schedule, exact=False)
+
+
+# -- the registry ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Algorithm:
+    make: Callable[[Config, Plan, LRSchedule], Rule]
+    reads: frozenset        # algorithm settings it uses
+    own_update: bool = False  # updates by its own recursion (plain SGD steps), not the torch optimizer
+    momentum: bool = False  # with own_update: reads --momentum / --nesterov itself
+
+    def check(self, cfg: Config) -> None:
+        name, o = cfg.algo.algorithm, cfg.optim
+        if not self.own_update:
+            return
+        if o.optimizer != "sgd":
+            raise ConfigError(f"--algorithm {name} is its own update rule on SGD steps; --optimizer {o.optimizer} "
+                              f"is not supported with it")
+        if o.momentum > 0 and not self.momentum:
+            raise ConfigError(f"--algorithm {name} is defined without momentum: use --momentum 0 (or --algorithm "
+                              f"qgm, quasi-global momentum, for momentum on heterogeneous data)")
+        if name == "sgp" and cfg.model.norm == "bn" and cfg.algo.mix_buffers:
+            raise ConfigError("sgp would mix BatchNorm statistics over a push graph without de-biasing them: use "
+                              "--norm gn or none, or --mix-buffers false")
+
+
+MIXING = {"mix_buffers", "mix_optimizer_state"}
+GOSSIP = {"local_steps", "topology", "global_every"}
+ALGORITHM_SETTINGS = frozenset({"local_steps", "mix_buffers", "mix_optimizer_state", "topology", "global_every",
+                                "order", "overlap", "switch_epochs", "phase_local_steps", "qsr_alpha", "qsr_power",
+                                "qgm_buffer_factor"})
+ALGORITHMS = {
+    "csgd": Algorithm(lambda cfg, p, lr: OptimizerRule(ParallelSGD(p.n_workers)), frozenset()),
+    "local": Algorithm(lambda cfg, p, lr: OptimizerRule(LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps)),
+                       frozenset({"local_steps"} | MIXING)),
+    "postlocal": Algorithm(lambda cfg, p, lr: OptimizerRule(_postlocal(cfg, p, lr)),
+                           frozenset({"local_steps", "switch_epochs", "phase_local_steps"} | MIXING)),
+    "qsr": Algorithm(lambda cfg, p, lr: OptimizerRule(QSR(p.n_workers, cfg.algo.local_steps, cfg.qsr.qsr_alpha, lr,
+                                                          p.total_steps, lr.warmup_steps, cfg.qsr.qsr_power)),
+                     frozenset({"local_steps", "qsr_alpha", "qsr_power"} | MIXING)),
+    "dsgd": Algorithm(lambda cfg, p, lr: OptimizerRule(_gossip(cfg, p, lr), cfg.gossip.overlap),
+                      frozenset(GOSSIP | {"order", "overlap"} | MIXING)),
+    "gradient-tracking": Algorithm(lambda cfg, p, lr: GradientTracking(_gossip(cfg, p, lr)),
+                                   frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
+    "d2": Algorithm(_d2, frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
+    "exact-diffusion": Algorithm(lambda cfg, p, lr: Diffusion(_gossip(cfg, p, lr), exact=True),
+                                 frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
+    "qgm": Algorithm(lambda cfg, p, lr: QuasiGlobalMomentum(_gossip(cfg, p, lr), cfg.optim.momentum,
+                                                            cfg.qgm.qgm_buffer_factor, cfg.optim.nesterov),
+                     frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor"}), own_update=True, momentum=True),
+    "sgp": Algorithm(lambda cfg, p, lr: PushSum(_gossip(cfg, p, lr, stochastic=("doubly", "column"))),
+                     frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
 }
 
 
-def schedule(cfg: Config, p: Plan, lr: LRSchedule):
-    return SCHEDULES[cfg.algo.algorithm](cfg, p, lr)
+def rule(cfg: Config, p: Plan, lr: LRSchedule) -> Rule:
+    return ALGORITHMS[cfg.algo.algorithm].make(cfg, p, lr)
+
+
+def uses_topology(cfg: Config) -> bool:
+    return "topology" in ALGORITHMS[cfg.algo.algorithm].reads

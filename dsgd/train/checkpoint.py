@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FORMAT = "dsgd-checkpoint-1"
+FORMAT = "dsgd-checkpoint-2"  # 2: one entry per component (workers, rule, mixer, meters)
+
+
+def _check_format(found, where) -> None:
+    if isinstance(found, str) and found.startswith("dsgd-checkpoint-") and found != FORMAT:
+        raise CheckpointError(f"{where} was written by another version of dsgd ({found}; this one reads {FORMAT}): "
+                              f"start a new run, or resume it with the version that wrote it")
 
 
 class CheckpointError(ValueError):
@@ -99,6 +105,8 @@ def find(resume: str) -> tuple[Path, Path, dict]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         raise CheckpointError(f"checkpoint manifest {manifest_path} is unreadable or corrupt") from None
+    if isinstance(manifest, dict):
+        _check_format(manifest.get("format"), manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{manifest_path} is not a dsgd checkpoint manifest")
     ckpt = p if p.name.startswith("step-") else run_dir / "checkpoints" / manifest["dir"]
@@ -114,6 +122,8 @@ def load_rank(ckpt_dir: Path, rank: int) -> dict:
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise CheckpointError(f"checkpoint file {path} is corrupt or not a dsgd checkpoint "
                               f"({type(e).__name__})") from None
+    if isinstance(state, dict):
+        _check_format(state.get("format"), path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dsgd checkpoint")
     return state

@@ -100,6 +100,9 @@ def _main(argv: list[str] | None) -> int:
         build.check(cfg, _world_size())
     except ConfigError as e:
         return fail(rank, str(e))
+    if rank == 0:
+        for warning in build.ignored_settings(cfg, ns.given):
+            print(f"dsgd.train: warning: {warning}", file=sys.stderr, flush=True)
     import os
     if cfg.run.comm_timeout > 0:
         os.environ["DSGD_COMM_TIMEOUT"] = str(cfg.run.comm_timeout)

@@ -1,4 +1,4 @@
-"""The one training loop. Every algorithm is the same loop; its schedule says when to mix and with which W."""
+"""The one training loop. Every algorithm is the same loop: it asks the rule to step, never names an algorithm."""
 from __future__ import annotations
 
 import copy
@@ -20,8 +20,8 @@ from dsgd.train import build
 from dsgd.train import checkpoint as ckpt
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
-from dsgd.train.metrics import RunLog
-from dsgd.train.mixing import mix_model_
+from dsgd.train.engine import Engine
+from dsgd.train.metrics import Meters, RunLog
 from dsgd.train.vectorized import make_workers
 
 
@@ -42,7 +42,7 @@ class Run:
         self.test_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=False)
         self.plan = build.plan(cfg, self.comm.size, len(self.train_set))
         self.lr = build.lr_schedule(cfg, self.plan)
-        self.schedule = build.schedule(cfg, self.plan, self.lr)
+        self.rule = build.rule(cfg, self.plan, self.lr)
         torch.manual_seed(r.seed)  # same seed on every rank: all workers start identical
         model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
                             self.train_set.image_size, norm=cfg.model.norm,
@@ -57,43 +57,43 @@ class Run:
         probe = self.batch_of(0)(self.comm.rank * K)
         self.workers = make_workers(model, K, self.comm.rank * K, cfg.optim, self.device, r.vectorize, probe)
         self.eval_model = copy.deepcopy(model).to(self.device)
+        self.engine = Engine(mixer, self.workers, self.lr, cfg.algo.mix_buffers, cfg.algo.mix_optimizer_state,
+                             weight_decay=self._decay_per_tensor(model))
+        self.rule.attach(self.engine)
         self.log = RunLog(out, self.comm.rank)
+        self.meters = Meters()
         self.out = out
         self.step = 0
-        self.compute_s = 0.0
-        self.window = [0.0, 0.0, 0.0]  # loss x samples, correct, samples since the last evaluation
+
+    def _decay_per_tensor(self, model) -> list[float]:
+        """Weight decay of each parameter tensor, for rules that update by their own recursion."""
+        o = self.cfg.optim
+        return [0.0 if o.no_decay_norm_bias and p.ndim <= 1 else o.weight_decay for p in model.parameters()]
+
+    def components(self) -> dict:
+        """Everything that carries state across steps; each saves and restores its own."""
+        return {"workers": self.workers, "rule": self.rule, "mixer": self.mixer, "meters": self.meters}
 
     def batch_of(self, step: int):
         d, r = self.cfg.data, self.cfg.run
         return lambda worker: local_batch(self.train_set, self.sampler, worker, step, r.seed, self.augment,
                                           d.label_noise, self.device)
 
-    def mix_parameters(self, W, start_only: bool = False):
-        """Mix parameters, and BatchNorm statistics / optimizer state when the policy says so."""
-        a = self.cfg.algo
-        return mix_model_(self.mixer, self.workers, W, a.mix_buffers, a.mix_optimizer_state, start_only)
-
     def train_step(self, step: int, pending):
         """One step of every local worker; returns a mixing step still in flight (overlap), if any."""
-        act = self.schedule.action(step)
         self.workers.set_lr(self.lr(step))
         t0 = time.perf_counter()
         loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
-        self.compute_s += time.perf_counter() - t0
+        self.meters.compute_s += time.perf_counter() - t0
         self.stop_if_any_rank(not math.isfinite(loss_sum), f"loss is not finite at step {step}")
-        self.window = [self.window[0] + loss_sum, self.window[1] + correct, self.window[2] + seen]
+        self.meters.add_batch(loss_sum, correct, seen)
         if pending is not None:
             pending.wait()
-        if act.grad_W is not None:
-            self.mixer.mix_(self.workers.grads, act.grad_W)
-        if act.param_W is not None and act.combine_first:
-            self.mix_parameters(act.param_W)
-        t0 = time.perf_counter()
-        self.workers.optimizer_step()
-        self.compute_s += time.perf_counter() - t0
-        if act.param_W is not None and not act.combine_first:
-            return self.mix_parameters(act.param_W, start_only=self.cfg.algo.overlap)
-        return None
+        t0, comm0 = time.perf_counter(), self.mixer.stats.comm_s
+        pending = self.rule.step(step, self.engine)
+        # the rule's local arithmetic counts as compute; its mixing is already in comm_s
+        self.meters.compute_s += time.perf_counter() - t0 - (self.mixer.stats.comm_s - comm0)
+        return pending
 
     def stop_if_any_rank(self, bad: bool, what: str) -> None:
         """Agree on a local failure: every rank raises at the same point, naming the highest bad rank.
@@ -120,10 +120,10 @@ class Run:
                 averaged = [b for b in self.mixer.average(w.packed_buffers())]
                 torch.nn.utils.vector_to_parameters(torch.cat(averaged), floats)
         test_loss, test_acc = evaluate(self.eval_model, self.test_set, comm, self.device, cfg.run.eval_samples)
-        loss_sum, correct, seen = comm.allreduce_floats(self.window)
+        loss_sum, correct, seen = comm.allreduce_floats(self.meters.window)
         bytes_sent, comm_s, compute_s = comm.allreduce_floats(
-            [float(self.mixer.worker_bytes_sent.sum()), self.mixer.stats.comm_s, self.compute_s])
-        act = self.schedule.action(max(0, step - 1))
+            [float(self.mixer.worker_bytes_sent.sum()), self.mixer.stats.comm_s, self.meters.compute_s])
+        act = self.rule.action(max(0, step - 1))
         row = {
             "step": step, "epoch": step / self.plan.steps_per_epoch, "phase": act.phase,
             "lr": self.lr(max(0, step - 1)), "local_steps": act.local_steps,
@@ -133,7 +133,7 @@ class Run:
             "comm_s": comm_s / comm.size, "compute_s": compute_s / comm.size,
             "wall_s": time.time() - self._t_start,
         }
-        self.window = [0.0, 0.0, 0.0]
+        self.meters.window = [0.0, 0.0, 0.0]
         self.log.metrics(row)
         self.log.info(f"eval step {step}: test acc {test_acc:.4f} loss {test_loss:.4f}  consensus {cd:.3g}  "
                       f"sent/worker {row['bytes_sent'] / 1e6:.1f} MB")
@@ -143,7 +143,7 @@ class Run:
     def meta(self) -> dict:
         c = self.cfg
         return {"world_size": self.comm.size, "workers_per_rank": c.run.workers_per_rank,
-                "algorithm": c.algo.algorithm, "topology": c.algo.topology if c.algo.algorithm == "dsgd" else None,
+                "algorithm": c.algo.algorithm, "topology": c.gossip.topology if build.uses_topology(c) else None,
                 "seed": c.run.seed, "model": c.model.model, "dataset": c.data.dataset, "batch_size": c.run.batch_size}
 
     def save(self) -> None:
@@ -151,14 +151,8 @@ class Run:
         w = self.workers
         self.stop_if_any_rank(not all(bool(torch.isfinite(b).all()) for b in w.params),
                               f"parameters are not finite at step {self.step} (not checkpointing them)")
-        state = {
-            "params": [b.detach().cpu() for b in w.params],
-            "buffers": [[b.detach().cpu() for b in m.buffers()] for m in w.models],
-            "optim": [o.state_dict() for o in w.optimizers],
-            "worker_bytes_sent": torch.from_numpy(self.mixer.worker_bytes_sent.copy()),
-            "comm_stats": self.mixer.stats.as_dict(), "compute_s": self.compute_s, "window": list(self.window),
-            "rng": ckpt.rng_state(), "meta": self.meta(),
-        }
+        state = {name: part.state_dict() for name, part in self.components().items()}
+        state.update(rng=ckpt.rng_state(), meta=self.meta())
         ckpt.save_rank(self.out, self.step, self.comm.rank, state)
         self.comm.barrier()
         if self.comm.rank == 0:
@@ -175,18 +169,8 @@ class Run:
                 raise ckpt.CheckpointError(f"cannot resume: the checkpoint has {key}={theirs.get(key)!r}, "
                                            f"this run has {key}={mine[key]!r}")
         state = ckpt.load_rank(ckpt_dir, self.comm.rank)
-        w = self.workers
-        with torch.no_grad():
-            for b, saved in zip(w.params, state["params"]):
-                b.copy_(saved)
-            for m, saved in zip(w.models, state["buffers"]):
-                for b, s in zip(m.buffers(), saved):
-                    b.copy_(s)
-        for o, saved in zip(w.optimizers, state["optim"]):
-            o.load_state_dict(saved)
-        self.mixer.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
-        self.mixer.stats.load(state["comm_stats"])
-        self.compute_s, self.window = state["compute_s"], list(state["window"])
+        for name, part in self.components().items():
+            part.load_state_dict(state[name])
         ckpt.restore_rng(state["rng"])
         self.step = int(state["step"])
         if self.comm.rank == 0:
@@ -217,8 +201,9 @@ class Run:
             if self.step % r.log_every == 0 or self.step == total:
                 dt = max(1e-9, time.time() - t_log)
                 rate = (self.step - s_log) * self.plan.n_workers * r.batch_size / dt
-                loss, acc = self.window[0] / max(1, self.window[2]), self.window[1] / max(1, self.window[2])
-                self.log.progress(self.step, total, loss, acc, self.schedule.action(self.step - 1).local_steps, rate)
+                window = self.meters.window
+                loss, acc = window[0] / max(1, window[2]), window[1] / max(1, window[2])
+                self.log.progress(self.step, total, loss, acc, self.rule.action(self.step - 1).local_steps, rate)
                 t_log, s_log = time.time(), self.step
             if self.step % r.eval_every == 0 or self.step == total:
                 if pending is not None:

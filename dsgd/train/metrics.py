@@ -9,6 +9,23 @@ import time
 from pathlib import Path
 
 
+class Meters:
+    """Running sums between evaluations, and compute seconds; saved with the run so a resume continues them."""
+
+    def __init__(self):
+        self.compute_s = 0.0
+        self.window = [0.0, 0.0, 0.0]  # loss x samples, correct, samples since the last evaluation
+
+    def add_batch(self, loss_sum: float, correct: float, seen: int) -> None:
+        self.window = [self.window[0] + loss_sum, self.window[1] + correct, self.window[2] + seen]
+
+    def state_dict(self) -> dict:
+        return {"compute_s": self.compute_s, "window": list(self.window)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.compute_s, self.window = state["compute_s"], list(state["window"])
+
+
 class RunLog:
     """Only rank 0 writes shared files; every rank writes its own plain log."""
 

@@ -105,6 +105,23 @@ class WorkerSet:
         for opt in self.optimizers:
             opt.step()
 
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Parameters, module buffers (BatchNorm statistics, counters) and optimizer states of the K workers."""
+        return {"params": [b.detach().cpu() for b in self.params],
+                "buffers": [[b.detach().cpu() for b in m.buffers()] for m in self.models],
+                "optim": [o.state_dict() for o in self.optimizers]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        for b, saved in zip(self.params, state["params"]):
+            b.copy_(saved)
+        for m, saved in zip(self.models, state["buffers"]):
+            for b, s in zip(m.buffers(), saved):
+                b.copy_(s)
+        for o, saved in zip(self.optimizers, state["optim"]):
+            o.load_state_dict(saved)
+
     # -- what else mixing may carry --------------------------------------------------------
     def packed_buffers(self):
         """Floating-point buffers (BatchNorm statistics) of the K workers, (K, m) each, or None."""

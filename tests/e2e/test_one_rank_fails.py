@@ -49,5 +49,5 @@ def test_a_settings_error_is_printed_once_for_the_whole_job():
     res = subprocess.run(cmd, capture_output=True, text=True, env=launcher.mpirun_env(), cwd=launcher.REPO,
                          timeout=120)
     lines = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("dsgd.train:")]
-    assert lines == ["dsgd.train: error: lr must be > 0, got -1.0"], res.stdout + res.stderr
+    assert lines == ["dsgd.train: error: --lr must be > 0, got -1.0"], res.stdout + res.stderr
     assert res.returncode == 2

@@ -37,5 +37,5 @@ def worker_params(out: Path, step: int | None = None) -> torch.Tensor:
     rows = []
     for r in range(len(list(d.glob("rank*.pt")))):
         state = torch.load(d / f"rank{r}.pt", weights_only=True)
-        rows.append(torch.cat([b for b in state["params"]], dim=1))
+        rows.append(torch.cat([b for b in state["workers"]["params"]], dim=1))
     return torch.cat(rows, dim=0)

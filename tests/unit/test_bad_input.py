@@ -36,9 +36,27 @@ CASES = [
     (["--workers-per-rank", "0"], "workers-per-rank must be >= 1, got 0"),
     (["--physical-batch-size", "5"], "physical-batch-size 5 must divide batch-size 32"),
     (["--label-noise", "1.5"], "label-noise must be in [0, 1), got 1.5"),
-    (["--momentum", "1.5"], "momentum in [0, 1)"),
+    (["--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),
+    (["--threads", "-1"], "--threads must be >= 0, got -1"),
+    (["--optimizer", "adamw", "--betas", "0.9"], "--betas must be two numbers in [0, 1), got 0.9"),
+    (["--gamma", "0"], "--gamma must be > 0, got 0.0"),
+    (["--milestones", "5,2"], "--milestones must be increasing numbers >= 0, got 5,2"),
+    (["--checkpoint-every", "-5"], "--checkpoint-every must be >= 0, got -5"),
+    (["--eval-every", "0"], "--eval-every must be >= 1, got 0"),
+    (["--algorithm", "gradient-tracking", "--momentum", "0.9"],
+     "--algorithm gradient-tracking is defined without momentum: use --momentum 0"),
+    (["--algorithm", "qgm", "--optimizer", "adamw"], "--algorithm qgm is its own update rule on SGD steps; "
+     "--optimizer adamw is not supported with it"),
+    (["--algorithm", "d2", "--topology", "ring", "--workers-per-rank", "4"],
+     "d2 needs every W's eigenvalues above -1/3, but ring on 4 workers has -0.3333 (W(0)): use --algorithm "
+     "exact-diffusion"),
+    (["--algorithm", "dsgd", "--topology", "random-out", "--workers-per-rank", "4"],
+     "topology random-out is only column-stochastic (a push graph): use --algorithm sgp"),
+    (["--algorithm", "sgp", "--norm", "bn", "--workers-per-rank", "4"],
+     "sgp would mix BatchNorm statistics over a push graph without de-biasing them"),
     (["--nesterov", "true"], "nesterov needs momentum > 0"),
-    (["--algorithm", "gossip"], "algorithm must be one of csgd, local, postlocal, qsr, dsgd; got 'gossip'"),
+    (["--algorithm", "gossip"], "algorithm must be one of csgd, local, postlocal, qsr, dsgd, gradient-tracking, d2, "
+     "exact-diffusion, qgm, sgp; got 'gossip'"),
     (["--model", "transformer"], "model must be one of"),
     (["--overlap", "true", "--algorithm", "local"], "overlap applies to dsgd only"),
     (["--topology", "moebius"], "topology: unknown topology 'moebius' (known: complete, ring"),
@@ -73,7 +91,7 @@ def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, capsys, flags, me
 def test_corrupt_and_malicious_checkpoints_are_refused_without_running_code(tmp_path, capsys):
     ck = tmp_path / "run" / "checkpoints"
     (ck / "step-00000002").mkdir(parents=True)
-    (ck / "latest.json").write_text('{"format": "dsgd-checkpoint-1", "step": 2, "dir": "step-00000002", '
+    (ck / "latest.json").write_text('{"format": "dsgd-checkpoint-2", "step": 2, "dir": "step-00000002", '
                                     '"world_size": 1, "workers_per_rank": 1, "algorithm": "local", '
                                     '"topology": null, "seed": 0, "model": "cnn", "dataset": "fashion-mnist", '
                                     '"batch_size": 32}')
@@ -98,5 +116,38 @@ def test_a_real_process_prints_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dsgd.train", "--lr", "-1", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert res.stderr.strip() == "dsgd.train: error: lr must be > 0, got -1.0"
+    assert res.stderr.strip() == "dsgd.train: error: --lr must be > 0, got -1.0"
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_by_name(tmp_path, capsys):
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "latest.json").write_text('{"format": "dsgd-checkpoint-1", "step": 2, "dir": "step-00000002"}')
+    (tmp_path / "run" / "config.yaml").write_text("algo:\n  algorithm: local\n")
+    assert main(FAST + ["--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was written by another version of dsgd (dsgd-checkpoint-1; this one reads dsgd-checkpoint-2)" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_setting_the_algorithm_ignores_is_warned_about_once(tmp_path, capsys):
+    argv = FAST + ["--model", "mlp", "--algorithm", "local", "--qsr-alpha", "0.1", "--topology", "ring",
+                   "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == ["dsgd.train: warning: --qsr-alpha is ignored by --algorithm local",
+                        "dsgd.train: warning: --topology is ignored by --algorithm local"]
+
+
+def test_help_shows_each_option_type_or_choices_and_its_default_once():
+    from dsgd.config import FIELDS, build_parser
+    text = build_parser().format_help()
+    assert "(default: None)" not in text and " V " not in text
+    for name, (_, f, _) in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        action = next(a for a in build_parser()._actions if flag in a.option_strings)
+        assert action.help.count("(default:") == 1, (flag, action.help)
+        assert action.metavar and action.metavar != "V", flag
+        if f.metadata.get("choices"):
+            assert action.metavar == "{" + ",".join(f.metadata["choices"]) + "}"

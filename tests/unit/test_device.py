@@ -97,8 +97,6 @@ class RecordingDist:
         monkeypatch.setattr(d, "get_rank", lambda: 0)
         monkeypatch.setattr(d, "get_world_size", lambda: 2)
         monkeypatch.setattr(d, "all_reduce", lambda t, **kw: self.calls.append(("all_reduce", t.device.type)))
-        monkeypatch.setattr(d, "broadcast_object_list",
-                            lambda box, src, device=None: self.calls.append(("broadcast_object", str(device))))
 
 
 @pytest.fixture
@@ -115,8 +113,7 @@ def test_torch_backend_on_a_gpu_sets_the_device_first_and_keeps_cpu_values_on_gl
     assert calls[:2] == [("set_device", "cuda:1"), ("init_process_group", "cpu:gloo,cuda:nccl")]
     comm.allreduce_floats([1.0, 2.0])
     comm.allreduce_max(3.0)
-    comm.bcast_object({"x": 1})
-    assert calls[2:] == [("all_reduce", "cpu"), ("all_reduce", "cpu"), ("broadcast_object", "cpu")]
+    assert calls[2:] == [("all_reduce", "cpu"), ("all_reduce", "cpu")]
 
 
 def test_torch_backend_on_cpu_uses_gloo_even_where_gpus_exist(gpus, monkeypatch, env_rendezvous):

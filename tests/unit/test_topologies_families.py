@@ -8,8 +8,9 @@ import pytest
 from topologies import (FAMILIES, Topology, TopologyError, build, from_spec, in_neighbors,
                         out_neighbors)
 
-NEEDS_FILE = {"graph-file", "matrix-file"}
-BUILT_IN = sorted(set(FAMILIES) - NEEDS_FILE)
+NEEDS_FILE = {"graph-file", "matrix-file", "digraph-file"}
+PUSH_ONLY = {"random-out"}  # column-stochastic push graphs (push-sum), tested below
+BUILT_IN = sorted(set(FAMILIES) - NEEDS_FILE - PUSH_ONLY)
 
 
 def is_defined(name, n):
@@ -215,3 +216,37 @@ def test_describe_reports_degrees_and_spectrum():
     assert (info["max_in_degree"], info["max_out_degree"]) == (2, 2)
     assert info["lambda2"] == pytest.approx((1 + 2 * math.cos(2 * math.pi / 16)) / 3, abs=1e-12)
     assert info["spectral_gap"] == pytest.approx(1 - info["lambda2"], abs=1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3])
+def test_random_out_pushes_to_s_others_with_equal_shares_and_is_column_stochastic(s):
+    for n in range(s + 1, 40):
+        topo = from_spec(f"random-out:s={s},seed=7", n)
+        assert topo.stochastic == "column" and topo.time_varying
+        for t in range(3):
+            P = topo.W(t)
+            np.testing.assert_allclose(P.sum(axis=0), 1.0, atol=1e-12)
+            assert np.all((P > 0).sum(axis=0) == s + 1)  # itself and s others
+            np.testing.assert_array_equal(P, from_spec(f"random-out:s={s},seed=7", n).W(t))  # same on every process
+    with pytest.raises(TopologyError, match="needs n >= s \\+ 1"):
+        from_spec("random-out:s=3", 3)
+
+
+def test_directed_exponential_pushes_half_to_i_plus_2_to_the_k():
+    topo = from_spec("directed-exponential", 8)
+    assert topo.period == 3
+    for t in range(3):
+        P = topo.W(t)
+        for i in range(8):
+            assert P[i, i] == 0.5 and P[(i + 2 ** t) % 8, i] == 0.5
+
+
+def test_a_user_directed_graph_file_gives_push_shares(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("0 1\n0 2\n1 2\n2 0\n")
+    P = from_spec(f"digraph-file:path={f}", 3).W(0)
+    expected = np.array([[1 / 3, 0, 1 / 2], [1 / 3, 1 / 2, 0], [1 / 3, 1 / 2, 1 / 2]])
+    np.testing.assert_allclose(P, expected)
+    f.write_text("0 5\n")
+    with pytest.raises(TopologyError, match="names nodes outside 0..2"):
+        from_spec(f"digraph-file:path={f}", 3)
