@@ -55,13 +55,18 @@ class PendingMix:
         self.done = True
 
     def _wait_sparse(self) -> None:
-        # Chunk c of a buffer is summed once its own sends and receives are done: later chunks
-        # keep moving meanwhile, and the in-place sum never overwrites bytes still being sent.
-        for b, recv, chunks in zip(self.buffers, self.scratch, self.requests):
+        # Chunk c of a wire buffer is summed once its own sends and receives are done: later
+        # chunks keep moving meanwhile, and the in-place sum never overwrites bytes still being
+        # sent (a wire that packs several buffers is a copy, so nothing it sends is overwritten).
+        for (wire, members), recv, chunks in zip(self.buffers, self.scratch, self.requests):
             for cols, request in chunks:
                 with Timer(self.mixer.comm.stats):
                     request.wait()
-                self.mixer._combine(self.plan, b, recv, cols)
+                for b, offset, width in members:
+                    lo, hi = max(cols.start, offset), min(cols.stop, offset + width)
+                    if lo < hi:
+                        self.mixer._combine(self.plan, b, recv[:, offset:offset + width],
+                                            slice(lo - offset, hi - offset))
 
 
 class Mixer:
@@ -201,21 +206,41 @@ class Mixer:
             out.append([slice(lo, min(lo + step, m)) for lo in range(0, max(m, 1), step)])
         return out
 
+    @staticmethod
+    def _wires(buffers) -> list[tuple[torch.Tensor, list[tuple[torch.Tensor, int, int]]]]:
+        """What travels: buffers of one dtype and device packed side by side into one (K, sum m) tensor,
+        so a step that mixes several (parameters and a rule's tracker) sends one message per
+        neighbour (per chunk). A lone buffer travels as itself, without a copy."""
+        groups: dict = {}
+        for b in buffers:
+            groups.setdefault((b.dtype, b.device), []).append(b)
+        wires = []
+        for group in groups.values():
+            if len(group) == 1:
+                wires.append((group[0], [(group[0], 0, group[0].shape[1])]))
+                continue
+            offsets = [0]
+            for b in group:
+                offsets.append(offsets[-1] + b.shape[1])
+            wires.append((torch.cat(group, dim=1), [(b, o, b.shape[1]) for b, o in zip(group, offsets)]))
+        return wires
+
     def _start_sparse(self, plan: MixPlan, buffers) -> PendingMix:
+        wires = self._wires(buffers)
         requests, received = [], []
-        for i, (b, chunks) in enumerate(zip(buffers, self._chunks(buffers))):
-            recv = self._take_recv(b, plan.rows_received)
+        for i, ((wire, _), chunks) in enumerate(zip(wires, self._chunks([w for w, _ in wires]))):
+            recv = self._take_recv(wire, plan.rows_received)
             posted = []
             for c, cols in enumerate(chunks):
-                sends = [(peer, _rows(b, slots)[:, cols]) for peer, slots in plan.send_to]
+                sends = [(peer, _rows(wire, slots)[:, cols]) for peer, slots in plan.send_to]
                 recvs, r0 = [], 0
                 for peer, workers in plan.recv_from:
                     recvs.append((peer, recv[r0:r0 + len(workers), cols]))
                     r0 += len(workers)
-                posted.append((cols, self.comm.iexchange(sends, recvs, tag=c * len(buffers) + i)))
+                posted.append((cols, self.comm.iexchange(sends, recvs, tag=c * len(wires) + i)))
             requests.append(posted)
             received.append(recv)
-        return PendingMix(self, plan, buffers, requests, received)
+        return PendingMix(self, plan, wires, requests, received)
 
     def _combine(self, plan: MixPlan, b: torch.Tensor, recv: torch.Tensor, cols: slice) -> None:
         """Columns `cols` of b <- the weighted sum of their sources, in the plan's fixed order."""

@@ -13,7 +13,7 @@ RULES = {
     "d2": ["--algorithm", "d2", "--topology", "exponential", *PLAIN_SGD],
     "exact-diffusion": ["--algorithm", "exact-diffusion", "--topology", "one-peer-exponential", *PLAIN_SGD],
     "qgm": ["--algorithm", "qgm", "--topology", "ring", "--momentum", "0.9", "--nesterov", "true"],
-    "sgp": ["--algorithm", "sgp", "--topology", "random-out:s=1,seed=2", *PLAIN_SGD],
+    "sgp": ["--algorithm", "sgp", "--topology", "random-out:s=2,seed=2", *PLAIN_SGD],
 }
 STEPS = "60"
 

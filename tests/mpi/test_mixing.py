@@ -16,7 +16,7 @@ def test_mpi_torch_and_simulation_agree_with_dense_reference(np_, k):
 @pytest.mark.parametrize("backend", ["mpi", "torch"])
 def test_ring_step_moves_twice_the_model_per_rank(backend):
     out = mpi_harness.run_ok(5, [P("mix_ring_traffic.py"), "--backend", backend], timeout=120)
-    assert "ring traffic ok" in out
+    assert "ring traffic ok" in out and "coalesced ok" in out
 
 
 @pytest.mark.parametrize("np_", [4, 5])
