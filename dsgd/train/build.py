@@ -44,8 +44,6 @@ def check(cfg: Config, world_size: int) -> None:
         raise ConfigError("nesterov needs momentum > 0")
     if not DEVICE_PATTERN.fullmatch(r.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
-    if cfg.gossip.overlap and a.algorithm != "dsgd":
-        raise ConfigError("overlap applies to dsgd only")
     ALGORITHMS[a.algorithm].check(cfg)
 
 
@@ -124,9 +122,15 @@ class Algorithm:
     reads: frozenset        # algorithm settings it uses
     own_update: bool = False  # updates by its own recursion (plain SGD steps), not the torch optimizer
     momentum: bool = False  # with own_update: reads --momentum / --nesterov itself
+    push: bool = False      # works on column-stochastic push graphs (mixing is not an average)
 
     def check(self, cfg: Config) -> None:
         name, o = cfg.algo.algorithm, cfg.optim
+        if cfg.gossip.overlap and "overlap" not in self.reads:
+            raise ConfigError("overlap applies to dsgd only")
+        if self.push and cfg.model.norm == "bn" and cfg.algo.mix_buffers:
+            raise ConfigError(f"{name} would mix BatchNorm statistics over a push graph without de-biasing them: "
+                              f"use --norm gn or none, or --mix-buffers false")
         if not self.own_update:
             return
         if o.optimizer != "sgd":
@@ -135,9 +139,6 @@ class Algorithm:
         if o.momentum > 0 and not self.momentum:
             raise ConfigError(f"--algorithm {name} is defined without momentum: use --momentum 0 (or --algorithm "
                               f"qgm, quasi-global momentum, for momentum on heterogeneous data)")
-        if name == "sgp" and cfg.model.norm == "bn" and cfg.algo.mix_buffers:
-            raise ConfigError("sgp would mix BatchNorm statistics over a push graph without de-biasing them: use "
-                              "--norm gn or none, or --mix-buffers false")
 
 
 MIXING = {"mix_buffers", "mix_optimizer_state"}
@@ -165,7 +166,7 @@ ALGORITHMS = {
                                                             cfg.qgm.qgm_buffer_factor, cfg.optim.nesterov),
                      frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor"}), own_update=True, momentum=True),
     "sgp": Algorithm(lambda cfg, p, lr: PushSum(_gossip(cfg, p, lr, stochastic=("doubly", "column"))),
-                     frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
+                     frozenset(GOSSIP | {"mix_buffers"}), own_update=True, push=True),
 }
 
 

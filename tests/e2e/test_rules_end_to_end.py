@@ -36,6 +36,10 @@ def test_rule_is_the_same_on_any_layout_and_resumes_exactly(tmp_path, name):
         train(ranks, out, *flags, "--workers-per-rank", str(per_rank), "--vectorize", "off")
         got = worker_params(out)
         assert torch.equal(got, reference), f"{ranks}x{per_rank}: {(got - reference).abs().max()}"
+    vectorized = tmp_path / "1x4-vectorized"
+    train(1, vectorized, *flags, "--workers-per-rank", "4", "--vectorize", "on")
+    # one batched pass sums in another order than four small ones: round-off only
+    torch.testing.assert_close(worker_params(vectorized), reference, rtol=1e-4, atol=1e-4)
     resumed = tmp_path / "resumed"
     shutil.copytree(tmp_path / "4x1", resumed)
     train(4, resumed, "--resume", str(resumed / "checkpoints" / "step-00000006"))

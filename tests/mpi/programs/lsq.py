@@ -76,6 +76,7 @@ class FlatWorkers:
 def run_rule(rule, mixer, problem: Problem, workers: list[int], lr, steps: int, after_step=None) -> np.ndarray:
     """Drive `rule` on this process's workers; returns their parameters after `steps` steps."""
     w = FlatWorkers(problem.x0[workers], lr)
+    w.first = workers  # the rows of problem.x0 these workers started from
     engine = Engine(mixer, w, lr)
     rule.attach(engine)
     for t in range(steps):

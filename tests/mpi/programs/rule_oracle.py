@@ -46,16 +46,22 @@ def cases(n):
         yield "sgp", spec, lambda: PushSum(Gossip(topo)), lambda p: lsq.oracle_push_sum(p, topo.W, lr, STEPS)
 
 
-def invariants(comm_sum):
+def invariants(comm_sum, n, problem):
+    """Checks run after every step: the sums each rule must preserve."""
+    last_sum_x = [None]
+
     def check(t, rule, w):
         if isinstance(rule, GradientTracking):
             y, g = comm_sum(lsq.FlatWorkers.rows(rule.y)), comm_sum(lsq.FlatWorkers.rows(rule.g_prev))
             np.testing.assert_allclose(y, g, rtol=1e-9, atol=1e-9, err_msg=f"sum y != sum g_prev at step {t}")
         if isinstance(rule, PushSum):
-            total_w = comm_sum(rule.w[0].numpy())
-            np.testing.assert_allclose(total_w, [float(rule_n[0])], rtol=1e-12, err_msg=f"sum w at step {t}")
-    rule_n = [0]
-    return check, rule_n
+            np.testing.assert_allclose(comm_sum(rule.w[0].numpy()), [n], rtol=1e-12, err_msg=f"sum w at step {t}")
+            sum_x = comm_sum(lsq.FlatWorkers.rows(rule.x))
+            before = comm_sum(problem.x0[w.first]) if last_sum_x[0] is None else last_sum_x[0]
+            step = lr(t) * comm_sum(lsq.FlatWorkers.rows(w.grads))  # the only change mixing must not add to
+            np.testing.assert_allclose(sum_x, before - step, rtol=1e-9, atol=1e-9, err_msg=f"sum x at step {t}")
+            last_sum_x[0] = sum_x
+    return check
 
 
 def main():
@@ -79,8 +85,7 @@ def main():
         comm = SelfCommunicator() if backend == "self" else make_communicator(backend)
         mixer = Mixer(comm, K)
         for name, spec, make_rule, oracle in cases(n):
-            check, rule_n = invariants(comm_sum)
-            rule_n[0] = n
+            check = invariants(comm_sum, n, problem)
             got = lsq.run_rule(make_rule(), mixer, problem, mine, lr, STEPS, after_step=check)
             expected = oracle(problem)[mine]
             np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9,
