@@ -82,7 +82,14 @@ class OptimConfig:
     eps: float = opt(1e-8, "AdamW epsilon", check=above(0))
 
 
-ALGORITHMS = ("csgd", "local", "postlocal", "qsr", "dsgd", "gradient-tracking", "d2", "exact-diffusion", "qgm", "sgp")
+ALGORITHMS = ("csgd", "local", "postlocal", "qsr", "dsgd", "gradient-tracking", "d2", "exact-diffusion", "qgm", "sgp",
+              "choco")
+
+
+def codec_spec(spec: str) -> bool:
+    from dsgd.compress import parse_codec
+    parse_codec(spec)  # raises ValueError naming the problem
+    return True
 
 
 @dataclass
@@ -123,6 +130,16 @@ class QGMConfig:
 
 
 @dataclass
+class CompressConfig:
+    compress: str = opt("none", "codec of what travels: none, fp16, bf16, int8:block=B, sign[:block=B], "
+                        "top-k:ratio=R|count=K, random-k:ratio=R|count=K[,shared=true], qsgd:levels=S; choco "
+                        "gossips it, csgd / local / postlocal / qsr average it with error feedback",
+                        check=(codec_spec, "a codec spec"))
+    consensus_step: float = opt(0.5, "choco: gamma in x <- x_half + gamma (s - x_hat); 1 with --compress none is "
+                                "plain gossip, aggressive codecs need less", check=(lambda v: 0 < v <= 1, "in (0, 1]"))
+
+
+@dataclass
 class RunConfig:
     epochs: float = opt(1.0, "training length in epochs", check=above(0))
     batch_size: int = opt(32, "local batch size per worker", check=at_least(1))
@@ -155,7 +172,7 @@ class RunConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,
             "gossip": GossipConfig, "postlocal": PostLocalConfig, "qsr": QSRConfig, "qgm": QGMConfig,
-            "run": RunConfig}
+            "compress": CompressConfig, "run": RunConfig}
 
 
 @dataclass
@@ -168,6 +185,7 @@ class Config:
     postlocal: PostLocalConfig = field(default_factory=PostLocalConfig)
     qsr: QSRConfig = field(default_factory=QSRConfig)
     qgm: QGMConfig = field(default_factory=QGMConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def as_dict(self) -> dict:
@@ -224,9 +242,14 @@ def _set(cfg: Config, name: str, value) -> None:
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     check = f.metadata.get("check")
-    if check is not None and value is not None and not check[0](value):
+    flag = "--" + name.replace("_", "-")
+    try:
+        ok = check is None or value is None or check[0](value)
+    except ValueError as e:  # the check names the problem itself
+        raise ConfigError(f"{flag}: {e}") from None
+    if not ok:
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        raise ConfigError(f"--{name.replace('_', '-')} must be {check[1]}, got {shown}")
+        raise ConfigError(f"{flag} must be {check[1]}, got {shown}")
     setattr(getattr(cfg, section), name, value)
 
 

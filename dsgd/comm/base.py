@@ -54,6 +54,9 @@ class Communicator(Protocol):
     def allreduce_max(self, value: float) -> float:
         """Blocking maximum of one float over all ranks (agreeing on a failure)."""
 
+    def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's (K, P) rows (compressed payloads), stacked in rank order: (size * K, P)."""
+
     def allgather_object(self, obj) -> list:
         """Every rank's picklable `obj`, in rank order (agreeing on setup errors)."""
 

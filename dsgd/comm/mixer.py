@@ -137,6 +137,17 @@ class Mixer:
             self._count_sparse(W, row_bytes)
             return self._start_sparse(plan, buffers)
 
+    def compressed(self, buffers: Sequence[torch.Tensor], W: np.ndarray, codec, seed: int, step: int):
+        """(decoded, mixed) per buffer: decode(encode(x)) of this rank's rows and W @ decode(encode(X)),
+        with only the codec's payloads on the wire (dsgd.comm.compressed)."""
+        from .compressed import compressed_mix
+        return compressed_mix(self, buffers, W, codec, seed, step)
+
+    def compressed_many(self, buffers: Sequence[torch.Tensor], Ws: Sequence[np.ndarray], codec, seed: int, step: int):
+        """(decoded, [W @ decode(encode(X)) for each W]); the payloads travel once, over the union graph."""
+        from .compressed import compressed_mix_many
+        return compressed_mix_many(self, buffers, Ws, codec, seed, step)
+
     def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The average over all workers of each buffer, as new (m,) tensors; the buffers are untouched."""
         self._check(buffers)

@@ -232,5 +232,16 @@ class MPICommunicator:
     def allgather_object(self, obj):
         return self.comm.allgather(obj)
 
+    def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's (K, P) rows stacked in rank order, (size * K, P); through host memory."""
+        import numpy as np
+        send = rows.detach().contiguous().cpu().numpy()
+        recv = np.empty((self.size * send.shape[0],) + send.shape[1:], dtype=send.dtype)
+        self.comm.Allgather(send, recv)
+        self.stats.bytes_sent += send.nbytes
+        self.stats.bytes_recv += recv.nbytes - send.nbytes
+        self.stats.messages += 1
+        return torch.from_numpy(recv).to(rows.device)
+
     def barrier(self) -> None:
         self.comm.Barrier()

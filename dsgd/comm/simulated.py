@@ -58,6 +58,35 @@ class SimulatedMixer:
     def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [b.to(torch.float64).mean(0).to(b.dtype) for b in buffers]
 
+    def compressed(self, buffers, W, codec, seed: int, step: int):
+        """(decode(encode(X)), W @ decode(encode(X))) for all n workers, in float64 like mix_."""
+        from dsgd.compress import Key
+        W = check_matrix(W, self.n_workers)
+        kind = classify(W)
+        self.stats.steps[kind] += 1
+        decoded, mixed = [], []
+        for part, b in enumerate(buffers):
+            payloads = [codec.encode(b[i], Key(seed, step, i, part)) for i in range(self.n_workers)]
+            row_bytes = payloads[0].numel()
+            if kind == "average":
+                self.worker_bytes_sent += row_bytes
+            elif kind == "sparse":
+                off_diag = (W != 0) & ~np.eye(self.n_workers, dtype=bool)
+                self.worker_bytes_sent += off_diag.sum(axis=0) * row_bytes
+            d = torch.stack([codec.decode(p, b.shape[1], Key(seed, step, i, part), b.dtype)
+                             for i, p in enumerate(payloads)])
+            decoded.append(d)
+            Wt = torch.tensor(W, dtype=torch.float64, device=b.device)
+            mixed.append((Wt @ d.to(torch.float64)).to(b.dtype))
+        return decoded, mixed
+
+    def compressed_many(self, buffers, Ws, codec, seed: int, step: int):
+        union = np.mean([np.asarray(W, dtype=np.float64) for W in Ws], axis=0)
+        decoded, _ = self.compressed(buffers, union, codec, seed, step)
+        mixed = [[(torch.tensor(W, dtype=torch.float64, device=d.device) @ d.to(torch.float64)).to(d.dtype)
+                  for d in decoded] for W in Ws]
+        return decoded, mixed
+
 
 class SelfCommunicator:
     """A world of one rank: lets the MPI-free path (Mixer with K workers) run without MPI."""
@@ -86,6 +115,9 @@ class SelfCommunicator:
 
     def allgather_object(self, obj):
         return [obj]
+
+    def allgather_rows(self, rows):
+        return rows
 
     def barrier(self) -> None:
         return None

@@ -109,6 +109,16 @@ class TorchDistCommunicator:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
+    def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's (K, P) rows stacked in rank order, (size * K, P)."""
+        rows = rows.contiguous()
+        out = [torch.empty_like(rows) for _ in range(self.size)]
+        dist.all_gather(out, rows)
+        self.stats.bytes_sent += rows.numel() * rows.element_size()
+        self.stats.bytes_recv += (self.size - 1) * rows.numel() * rows.element_size()
+        self.stats.messages += 1
+        return torch.cat(out)
+
     def allgather_object(self, obj):
         out = [None] * self.size
         dist.all_gather_object(out, obj)

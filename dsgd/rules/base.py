@@ -49,6 +49,17 @@ class Engine(Protocol):
     def mix(self, W: np.ndarray, buffers: Sequence[torch.Tensor], start_only: bool = False) -> Optional[Pending]:
         """x_i <- sum_j W[i, j] x_j for every buffer, in one exchange."""
 
+    def compressed(self, W: np.ndarray, buffers: Sequence[torch.Tensor], codec, seed: int, step: int):
+        """(decoded, mixed): decode(encode(b)) of this rank's rows and W @ decode(encode(B)); only the
+        codec's payloads travel, random codecs keyed by (seed, step, worker)."""
+
+    def compressed_many(self, Ws: Sequence[np.ndarray], buffers: Sequence[torch.Tensor], codec, seed: int,
+                        step: int):
+        """(decoded, [W @ decode(encode(B)) for each W]): the payloads travel once, over the union graph."""
+
+    def mix_statistics(self, W: np.ndarray) -> None:
+        """Mix BatchNorm running statistics alone (dense)."""
+
     def mix_model(self, W: np.ndarray, extra: Sequence[torch.Tensor] = (), start_only: bool = False
                   ) -> Optional[Pending]:
         """Mix the parameters (plus BatchNorm statistics / optimizer state as the policy says) and

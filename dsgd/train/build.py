@@ -11,8 +11,9 @@ from typing import Callable
 
 from dsgd.config import Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
-from dsgd.rules import (D2_EIGENVALUE_BOUND, Diffusion, GradientTracking, OptimizerRule, PushSum,
-                        QuasiGlobalMomentum, Rule, smallest_eigenvalue)
+from dsgd.compress import parse_codec
+from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
+                        PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
 
 
@@ -115,6 +116,21 @@ def _d2(cfg, p, lr):
     return Diffusion(schedule, exact=False)
 
 
+CHOCO_MAX_PERIOD = 64  # one accumulator (a model-sized buffer) per matrix of the period
+
+
+def _choco(cfg, p, lr):
+    if cfg.gossip.global_every:
+        raise ConfigError("--global-every is not supported with choco (an exact average would need every "
+                          "accumulator to follow it)")
+    schedule = _gossip(cfg, p, lr)
+    period = schedule.topology.period
+    if period > CHOCO_MAX_PERIOD:
+        raise ConfigError(f"choco keeps one accumulator per matrix of the graph's period; {schedule.topology.name} "
+                          f"has {period} (at most {CHOCO_MAX_PERIOD}): use a static graph or one-peer-exponential")
+    return Choco(schedule, parse_codec(cfg.compress.compress), cfg.compress.consensus_step, cfg.run.seed)
+
+
 # -- the registry ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Algorithm:
@@ -126,6 +142,13 @@ class Algorithm:
 
     def check(self, cfg: Config) -> None:
         name, o = cfg.algo.algorithm, cfg.optim
+        compressing = cfg.compress.compress != "none"
+        if compressing and "compress" not in self.reads:
+            raise ConfigError(f"--compress applies to choco (compressed gossip) and to csgd, local, postlocal, qsr "
+                              f"(error-feedback averaging); --algorithm {name} mixes dense")
+        if compressing and cfg.algo.mix_optimizer_state:
+            raise ConfigError("--mix-optimizer-state true is not supported with --compress (optimizer state "
+                              "would travel uncompressed beside compressed parameters)")
         if cfg.gossip.overlap and "overlap" not in self.reads:
             raise ConfigError("overlap applies to dsgd only")
         if self.push and cfg.model.norm == "bn" and cfg.algo.mix_buffers:
@@ -142,19 +165,20 @@ class Algorithm:
 
 
 MIXING = {"mix_buffers", "mix_optimizer_state"}
+AVERAGING = {"compress"}  # error-feedback compressed averaging (with --compress)
 GOSSIP = {"local_steps", "topology", "global_every"}
 ALGORITHM_SETTINGS = frozenset({"local_steps", "mix_buffers", "mix_optimizer_state", "topology", "global_every",
                                 "order", "overlap", "switch_epochs", "phase_local_steps", "qsr_alpha", "qsr_power",
-                                "qgm_buffer_factor"})
+                                "qgm_buffer_factor", "compress", "consensus_step"})
 ALGORITHMS = {
-    "csgd": Algorithm(lambda cfg, p, lr: OptimizerRule(ParallelSGD(p.n_workers)), frozenset()),
-    "local": Algorithm(lambda cfg, p, lr: OptimizerRule(LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps)),
-                       frozenset({"local_steps"} | MIXING)),
-    "postlocal": Algorithm(lambda cfg, p, lr: OptimizerRule(_postlocal(cfg, p, lr)),
-                           frozenset({"local_steps", "switch_epochs", "phase_local_steps"} | MIXING)),
-    "qsr": Algorithm(lambda cfg, p, lr: OptimizerRule(QSR(p.n_workers, cfg.algo.local_steps, cfg.qsr.qsr_alpha, lr,
-                                                          p.total_steps, lr.warmup_steps, cfg.qsr.qsr_power)),
-                     frozenset({"local_steps", "qsr_alpha", "qsr_power"} | MIXING)),
+    "csgd": Algorithm(lambda cfg, p, lr: _averaging(cfg, ParallelSGD(p.n_workers)), frozenset(AVERAGING)),
+    "local": Algorithm(lambda cfg, p, lr: _averaging(cfg, LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps)),
+                       frozenset({"local_steps"} | MIXING | AVERAGING)),
+    "postlocal": Algorithm(lambda cfg, p, lr: _averaging(cfg, _postlocal(cfg, p, lr)),
+                           frozenset({"local_steps", "switch_epochs", "phase_local_steps"} | MIXING | AVERAGING)),
+    "qsr": Algorithm(lambda cfg, p, lr: _averaging(cfg, QSR(p.n_workers, cfg.algo.local_steps, cfg.qsr.qsr_alpha, lr,
+                                                            p.total_steps, lr.warmup_steps, cfg.qsr.qsr_power)),
+                     frozenset({"local_steps", "qsr_alpha", "qsr_power"} | MIXING | AVERAGING)),
     "dsgd": Algorithm(lambda cfg, p, lr: OptimizerRule(_gossip(cfg, p, lr), cfg.gossip.overlap),
                       frozenset(GOSSIP | {"order", "overlap"} | MIXING)),
     "gradient-tracking": Algorithm(lambda cfg, p, lr: GradientTracking(_gossip(cfg, p, lr)),
@@ -164,10 +188,18 @@ ALGORITHMS = {
                                  frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
     "qgm": Algorithm(lambda cfg, p, lr: QuasiGlobalMomentum(_gossip(cfg, p, lr), cfg.optim.momentum,
                                                             cfg.qgm.qgm_buffer_factor, cfg.optim.nesterov),
-                     frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor"}), own_update=True, momentum=True),
+                     frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor", "compress", "consensus_step"}), own_update=True, momentum=True),
     "sgp": Algorithm(lambda cfg, p, lr: PushSum(_gossip(cfg, p, lr, stochastic=("doubly", "column"))),
                      frozenset(GOSSIP | {"mix_buffers"}), own_update=True, push=True),
+    "choco": Algorithm(_choco, frozenset(GOSSIP | {"mix_buffers", "compress", "consensus_step"}), own_update=True),
 }
+
+
+def _averaging(cfg: Config, schedule) -> Rule:
+    """The optimizer rule over an averaging schedule; error-feedback compressed when --compress is set."""
+    if cfg.compress.compress == "none":
+        return OptimizerRule(schedule)
+    return CompressedAveraging(schedule, parse_codec(cfg.compress.compress), cfg.run.seed)
 
 
 def rule(cfg: Config, p: Plan, lr: LRSchedule) -> Rule:

@@ -72,5 +72,20 @@ class Engine:
         pending.wait()
         return None
 
+    def compressed(self, W: np.ndarray, buffers, codec, seed: int, step: int):
+        """(decoded, mixed): decode(encode(b)) of this rank's rows and W @ decode(encode(B)), payloads only on the wire."""
+        return self.mixer.compressed(list(buffers), W, codec, seed, step)
+
+    def compressed_many(self, Ws, buffers, codec, seed: int, step: int):
+        """(decoded, [W @ decode(encode(B)) for each W]): one exchange over the union of the graphs."""
+        return self.mixer.compressed_many(list(buffers), list(Ws), codec, seed, step)
+
+    def mix_statistics(self, W: np.ndarray) -> None:
+        """Mix BatchNorm running statistics alone (dense: they are small)."""
+        bufs = self.workers.packed_buffers()
+        if bufs is not None:
+            self.mixer.mix_(bufs, W)
+            self.workers.unpack_buffers(bufs)
+
     def mix_model(self, W: np.ndarray, extra=(), start_only: bool = False):
         return mix_model_(self.mixer, self.workers, W, self.mix_buffers, self.mix_state, start_only, extra)

@@ -11,7 +11,7 @@ from dsgd.comm.simulated import SelfCommunicator
 from dsgd.comm.torch_dist import TorchDistCommunicator
 
 DSGD = Path(__file__).resolve().parents[2] / "dsgd"
-USERS = [DSGD / "comm" / "mixer.py", *sorted((DSGD / "train").glob("*.py"))]
+USERS = [DSGD / "comm" / "mixer.py", DSGD / "comm" / "compressed.py", *sorted((DSGD / "train").glob("*.py"))]
 METHODS = {n for n, v in vars(Communicator).items() if callable(v) and not n.startswith("_")}
 ATTRIBUTES = set(Communicator.__annotations__)
 

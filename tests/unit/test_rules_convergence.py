@@ -67,3 +67,14 @@ def test_push_sum_averages_exactly_over_a_directed_graph_where_plain_mixing_does
     for t in range(200):
         X = topo.W(t) @ X
     assert np.max(np.abs(X - average)) > 1e-2  # plain mixing settles on a weighted average
+
+
+def test_choco_with_the_identity_codec_and_gamma_1_is_plain_gossip():
+    from dsgd.compress import parse_codec
+    from dsgd.rules import Choco
+    problem = lsq.Problem(N, seed=4)
+    topo = topologies.from_spec("one-peer-exponential", N)  # time-varying: one accumulator per matrix
+    got = run(Choco(Gossip(topo), parse_codec("none"), 1.0, seed=0), problem, steps=40)
+    # x_hat + (x_half - x_hat) is x_half only up to round-off, and "none" carries float32 payloads
+    # (these buckets are float64): float32 tolerance, not bits
+    np.testing.assert_allclose(got, lsq.oracle_dsgd(problem, topo.W, constant, 40), rtol=1e-6, atol=1e-6)

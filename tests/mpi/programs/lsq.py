@@ -134,3 +134,52 @@ def oracle_dsgd(p: Problem, W, lr, steps):
     for t in range(steps):
         X = W(t) @ (X - lr(t) * p.grad(X))
     return X
+
+
+def compress_rows(codec, V: np.ndarray, seed: int, step: int) -> np.ndarray:
+    """Q applied to each worker's row, bucket by bucket (columns 0-3, 4-6), keyed (seed, step, worker, bucket)."""
+    from dsgd.compress import Key
+    out = np.empty_like(V)
+    for i, v in enumerate(V):
+        for part, cols in enumerate((slice(0, 4), slice(4, D))):
+            key = Key(seed, step, i, part)
+            piece = torch.from_numpy(np.ascontiguousarray(v[cols]))
+            out[i, cols] = codec.decode(codec.encode(piece, key), piece.numel(), key, torch.float64).numpy()
+    return out
+
+
+def oracle_choco(p: Problem, W, lr, steps, codec, gamma, seed, period=1):
+    """CHOCO-SGD; a time-varying W keeps S_k = W_k X_hat for each matrix W_k of its period."""
+    X, X_hat = p.x0.copy(), np.zeros_like(p.x0)
+    S = [np.zeros_like(p.x0) for _ in range(period)]
+    for t in range(steps):
+        X_half = X - lr(t) * p.grad(X)
+        Q = compress_rows(codec, X_half - X_hat, seed, t)
+        X_hat = X_hat + Q
+        S = [S_k + W(k) @ Q for k, S_k in enumerate(S)]
+        X = X_half + gamma * (S[t % period] - X_hat)
+    return X
+
+
+def oracle_ef_local_sgd(p: Problem, H, lr, steps, codec, seed):
+    X = p.x0.copy()
+    X_sync, E = X.copy(), np.zeros_like(X)
+    for t in range(steps):
+        X = X - lr(t) * p.grad(X)
+        if (t + 1) % H == 0:
+            E = E + (X - X_sync)
+            C = compress_rows(codec, E, seed, t)
+            E = E - C
+            X = X_sync + C.mean(axis=0)
+            X_sync = X.copy()
+    return X
+
+
+def oracle_ef_csgd(p: Problem, lr, steps, codec, seed):
+    X, E = p.x0.copy(), np.zeros_like(p.x0)
+    for t in range(steps):
+        E = E + p.grad(X)
+        C = compress_rows(codec, E, seed, t)
+        E = E - C
+        X = X - lr(t) * C.mean(axis=0)
+    return X

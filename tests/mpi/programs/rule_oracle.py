@@ -16,8 +16,9 @@ from mpi4py import MPI
 import lsq
 import topologies
 from dsgd.comm import Mixer, SelfCommunicator, make_communicator
-from dsgd.rules import Diffusion, GradientTracking, PushSum, QuasiGlobalMomentum
-from dsgd.schedules import Gossip
+from dsgd.compress import parse_codec
+from dsgd.rules import Choco, CompressedAveraging, Diffusion, GradientTracking, PushSum, QuasiGlobalMomentum
+from dsgd.schedules import Gossip, LocalSGD, ParallelSGD
 
 STEPS = 50
 
@@ -41,6 +42,15 @@ def cases(n):
             yield f"qgm(nesterov={nesterov})", spec, \
                 lambda: QuasiGlobalMomentum(Gossip(topo), beta=0.9, mu=0.9, nesterov=nesterov), \
                 lambda p: lsq.oracle_qgm(p, topo.W, lr, STEPS, 0.9, 0.9, nesterov)
+        for codec in ("sign", "top-k:ratio=0.3", "random-k:count=3", "qsgd:levels=4"):
+            yield f"choco({codec})", spec, lambda: Choco(Gossip(topo), parse_codec(codec), 0.4, 7), \
+                lambda p: lsq.oracle_choco(p, topo.W, lr, STEPS, parse_codec(codec), 0.4, 7, topo.period)
+    for codec in ("int8:block=2", "random-k:count=2", "qsgd:levels=8"):
+        yield f"local-sgd-ef({codec})", "complete", \
+            lambda: CompressedAveraging(LocalSGD(n, 3, STEPS), parse_codec(codec), 5), \
+            lambda p: lsq.oracle_ef_local_sgd(p, 3, lr, STEPS, parse_codec(codec), 5)
+        yield f"csgd-ef({codec})", "complete", lambda: CompressedAveraging(ParallelSGD(n), parse_codec(codec), 5), \
+            lambda p: lsq.oracle_ef_csgd(p, lr, STEPS, parse_codec(codec), 5)
     for spec in directed + doubly[:1]:
         topo = topologies.from_spec(spec, n)
         yield "sgp", spec, lambda: PushSum(Gossip(topo)), lambda p: lsq.oracle_push_sum(p, topo.W, lr, STEPS)

@@ -1,0 +1,352 @@
+"""Codecs: a (m,) tensor to the bytes that travel, and back. Pure tensor functions on the tensor's device.
+
+Every payload has a size fixed by the codec and m alone, so both ends of a link agree on it
+without a header. Random codecs draw from a generator keyed by (seed, step, worker): every
+process recreates the same draws, and a resumed run repeats them bit for bit.
+
+| codec | payload for m float32 | delta in E||Q(v) - v||^2 <= (1 - delta)||v||^2 | unbiased |
+|---|---|---|---|
+| none | 4m | 1 | yes |
+| fp16, bf16 | 2m | (rounding only) | no |
+| int8:block=B | m + 4 ceil(m/B) | (rounding only) | no |
+| sign:block=B | ceil(m/8) + 4 ceil(m/B) | ||v||_1^2 / (m ||v||^2) per block, >= 1/B | no |
+| top-k:ratio=r or count=k | 8k (values, int32 indices) | k/m | no |
+| random-k:ratio=r or count=k | 4k (values; indices recreated) | k/m (in expectation) | no |
+| qsgd:levels=s | 4 + m (norm, one signed level byte per entry, s <= 127) | (variance bound) | yes |
+| qsgd:levels=s,scaled=true | the same | 1 / (1 + min(m/s^2, sqrt(m)/s)) in expectation | no |
+
+References: scaled sign (Karimireddy et al. 2019), top-k and random-k (Stich et al. 2018),
+QSGD (Alistarh et al. 2017), all used with CHOCO-SGD (Koloskova et al. 2019).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+FLOAT_BYTES = 4
+
+
+def as_bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.uint8).reshape(-1)
+
+
+def from_bytes(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    size = torch.empty((), dtype=dtype).element_size()
+    if not b.is_contiguous() or b.storage_offset() % size:
+        b = b.clone()  # a view as a wider type needs an aligned start
+    return b.view(dtype)
+
+
+def generator(device: torch.device, seed: int, step: int, worker: int, part: int = 0) -> torch.Generator:
+    """The same stream on every process for (seed, step, worker, part)."""
+    g = torch.Generator(device=device)
+    g.manual_seed((((seed * 1_000_003 + step) * 1_000_033 + worker) * 1_009 + part) % (2 ** 63 - 1))
+    return g
+
+
+@dataclass(frozen=True)
+class Key:
+    """Which draws a random codec uses: (seed, step, worker, part), part being the buffer's index in
+    the step; shared=True drops the worker (same indices on every worker)."""
+    seed: int
+    step: int
+    worker: int
+    part: int = 0
+
+    def generator(self, device, shared: bool = False) -> torch.Generator:
+        return generator(device, self.seed, self.step, 0 if shared else self.worker + 1, self.part)
+
+
+class Codec:
+    """Base: encode(v, key) -> uint8 payload of payload_bytes(m); decode(payload, m, key, dtype) -> (m,)."""
+
+    spec = "none"
+    unbiased = True
+    additive = False   # payloads of different workers can be summed as they are (allreduce)
+
+    def payload_bytes(self, m: int) -> int:
+        return FLOAT_BYTES * m
+
+    def encode(self, v: torch.Tensor, key: Key) -> torch.Tensor:
+        return as_bytes(v.float())
+
+    def decode(self, payload: torch.Tensor, m: int, key: Key, dtype: torch.dtype) -> torch.Tensor:
+        return from_bytes(payload, torch.float32).to(dtype)
+
+    def delta(self, v: torch.Tensor) -> float | None:
+        """The contraction constant for v, where the codec has one (None: not a contraction bound)."""
+        return 1.0
+
+
+class Identity(Codec):
+    pass
+
+
+class Cast(Codec):
+    """fp16 or bf16: half the bytes; PyTorch's fp16 communication hook does the same for gradients."""
+
+    unbiased = False
+    additive = True
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype, self.spec = dtype, {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+    def payload_bytes(self, m):
+        return 2 * m
+
+    def encode(self, v, key):
+        return as_bytes(v.to(self.dtype))
+
+    def decode(self, payload, m, key, dtype):
+        return from_bytes(payload, self.dtype).to(dtype)
+
+    def delta(self, v):
+        return None
+
+
+class Int8(Codec):
+    """Round to 127 levels of each block's largest magnitude; one float32 scale per block."""
+
+    unbiased = False
+
+    def __init__(self, block: int = 256):
+        if block < 1:
+            raise ValueError(f"int8 block must be >= 1, got {block}")
+        self.block, self.spec = block, f"int8:block={block}"
+
+    def payload_bytes(self, m):
+        return m + FLOAT_BYTES * math.ceil(m / self.block)
+
+    def _blocks(self, v):
+        m = v.numel()
+        pad = (-m) % self.block
+        return torch.nn.functional.pad(v.float(), (0, pad)).view(-1, self.block), m
+
+    def encode(self, v, key):
+        blocks, m = self._blocks(v)
+        scale = blocks.abs().amax(dim=1) / 127
+        q = torch.where(scale[:, None] > 0, torch.round(blocks / scale.clamp_min(1e-38)[:, None]), 0)
+        return torch.cat([as_bytes(q.to(torch.int8).reshape(-1)[:m]), as_bytes(scale)])
+
+    def decode(self, payload, m, key, dtype):
+        q = from_bytes(payload[:m], torch.int8).float()
+        scale = from_bytes(payload[m:], torch.float32)
+        pad = (-m) % self.block
+        q = torch.nn.functional.pad(q, (0, pad)).view(-1, self.block)
+        return (q * scale[:, None]).reshape(-1)[:m].to(dtype)
+
+    def delta(self, v):
+        return None
+
+
+class Sign(Codec):
+    """Scaled sign: one bit per entry (packed eight to a byte) and ||v_block||_1 / block per block."""
+
+    unbiased = False
+
+    def __init__(self, block: int = 0):
+        if block < 0:
+            raise ValueError(f"sign block must be >= 0 (0: one scale for the whole buffer), got {block}")
+        self.block = block
+        self.spec = "sign" if block == 0 else f"sign:block={block}"
+
+    def _block(self, m):
+        return self.block or max(1, m)
+
+    def payload_bytes(self, m):
+        return math.ceil(m / 8) + FLOAT_BYTES * math.ceil(m / self._block(m))
+
+    def encode(self, v, key):
+        m, B = v.numel(), self._block(v.numel())
+        x = v.float()
+        padded = torch.nn.functional.pad(x, (0, (-m) % B)).view(-1, B)
+        lengths = torch.full((padded.shape[0],), float(B), device=v.device)
+        lengths[-1] = m - B * (padded.shape[0] - 1)
+        scale = padded.abs().sum(dim=1) / lengths
+        bits = torch.nn.functional.pad((x >= 0).to(torch.uint8), (0, (-m) % 8)).view(-1, 8)
+        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=v.device)
+        packed = (bits * weights).sum(dim=1, dtype=torch.uint8)
+        return torch.cat([packed, as_bytes(scale)])
+
+    def decode(self, payload, m, key, dtype):
+        B = self._block(m)
+        nbytes = math.ceil(m / 8)
+        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=payload.device)
+        bits = (payload[:nbytes, None] & weights) > 0
+        signs = bits.reshape(-1)[:m].float() * 2 - 1
+        scale = from_bytes(payload[nbytes:], torch.float32)
+        return (signs * scale.repeat_interleave(B)[:m]).to(dtype)
+
+    def delta(self, v):
+        m, B = v.numel(), self._block(v.numel())
+        x = v.double()
+        blocks = [x[i:i + B] for i in range(0, m, B)]
+        num = sum(float(b.abs().sum()) ** 2 / b.numel() for b in blocks)
+        return num / float((x * x).sum()) if float((x * x).sum()) > 0 else 1.0
+
+
+def _count(spec_name, m, ratio, count):
+    k = count if count else max(1, int(round(ratio * m)))
+    if not 1 <= k <= m:
+        raise ValueError(f"{spec_name} keeps {k} of {m} entries; it needs 1 <= k <= m")
+    return k
+
+
+class TopK(Codec):
+    """The k largest |v| entries: values and int32 indices."""
+
+    unbiased = False
+
+    def __init__(self, ratio: float = 0.0, count: int = 0):
+        if (ratio > 0) == (count > 0):
+            raise ValueError("top-k needs exactly one of ratio in (0, 1] or count >= 1")
+        if ratio > 1:
+            raise ValueError(f"top-k ratio must be in (0, 1], got {ratio}")
+        self.ratio, self.count = ratio, count
+        self.spec = f"top-k:ratio={ratio:g}" if ratio else f"top-k:count={count}"
+
+    def k(self, m):
+        return _count("top-k", m, self.ratio, self.count)
+
+    def payload_bytes(self, m):
+        return 8 * self.k(m)
+
+    def encode(self, v, key):
+        x = v.float()
+        idx = torch.topk(x.abs(), self.k(x.numel()), sorted=False).indices.sort().values
+        return torch.cat([as_bytes(x[idx]), as_bytes(idx.to(torch.int32))])
+
+    def decode(self, payload, m, key, dtype):
+        k = self.k(m)
+        values = from_bytes(payload[:4 * k], torch.float32)
+        idx = from_bytes(payload[4 * k:], torch.int32).long()
+        out = torch.zeros(m, dtype=torch.float32, device=payload.device)
+        out[idx] = values
+        return out.to(dtype)
+
+    def delta(self, v):
+        return self.k(v.numel()) / v.numel()
+
+
+class RandomK(Codec):
+    """k entries at indices drawn from the key: only the values travel; shared=True gives every
+    worker the same indices (payloads then add, so averages can use allreduce)."""
+
+    unbiased = False
+
+    def __init__(self, ratio: float = 0.0, count: int = 0, shared: bool = False):
+        if (ratio > 0) == (count > 0):
+            raise ValueError("random-k needs exactly one of ratio in (0, 1] or count >= 1")
+        if ratio > 1:
+            raise ValueError(f"random-k ratio must be in (0, 1], got {ratio}")
+        self.ratio, self.count, self.shared = ratio, count, shared
+        self.additive = shared
+        base = f"random-k:ratio={ratio:g}" if ratio else f"random-k:count={count}"
+        self.spec = base + (",shared=true" if shared else "")
+
+    def k(self, m):
+        return _count("random-k", m, self.ratio, self.count)
+
+    def indices(self, m, key, device):
+        g = key.generator(device, self.shared)
+        return torch.randperm(m, generator=g, device=device)[:self.k(m)].sort().values
+
+    def payload_bytes(self, m):
+        return 4 * self.k(m)
+
+    def encode(self, v, key):
+        return as_bytes(v.float()[self.indices(v.numel(), key, v.device)])
+
+    def decode(self, payload, m, key, dtype):
+        out = torch.zeros(m, dtype=torch.float32, device=payload.device)
+        out[self.indices(m, key, payload.device)] = from_bytes(payload, torch.float32)
+        return out.to(dtype)
+
+    def delta(self, v):
+        return self.k(v.numel()) / v.numel()  # in expectation over the draw
+
+
+class QSGD(Codec):
+    """Stochastic rounding of |v_i| / ||v|| to s levels; unbiased. Payload: the norm and one signed
+    level per entry (int8, so s <= 127).
+
+    scaled=true divides the result by tau = 1 + min(m / s^2, sqrt(m) / s), which makes it a
+    contraction with delta = 1 / tau (biased): the form CHOCO-SGD needs.
+    """
+
+    unbiased = True
+
+    def __init__(self, levels: int = 16, scaled: bool = False):
+        if not 1 <= levels <= 127:
+            raise ValueError(f"qsgd levels must be in 1..127, got {levels}")
+        self.levels, self.scaled, self.unbiased = levels, scaled, not scaled
+        self.spec = f"qsgd:levels={levels}" + (",scaled=true" if scaled else "")
+
+    def tau(self, m: int) -> float:
+        s = self.levels
+        return 1 + min(m / s ** 2, math.sqrt(m) / s) if self.scaled else 1.0
+
+    def payload_bytes(self, m):
+        return FLOAT_BYTES + m
+
+    def encode(self, v, key):
+        x = v.float()
+        norm = torch.linalg.vector_norm(x).reshape(1)
+        s = self.levels
+        scaled = x.abs() / norm.clamp_min(1e-38) * s
+        low = torch.floor(scaled)
+        u = torch.rand(x.numel(), generator=key.generator(x.device), device=x.device)
+        level = (low + (u < scaled - low).float()) * torch.sign(x)
+        return torch.cat([as_bytes(norm), as_bytes(level.to(torch.int8))])
+
+    def decode(self, payload, m, key, dtype):
+        norm = from_bytes(payload[:FLOAT_BYTES], torch.float32)
+        level = from_bytes(payload[FLOAT_BYTES:], torch.int8).float()
+        return (level * (norm / (self.levels * self.tau(m)))).to(dtype)
+
+    def delta(self, v):
+        return 1 / self.tau(v.numel()) if self.scaled else None
+
+
+def parse_codec(spec: str) -> Codec:
+    """`none`, `fp16`, `bf16`, `int8:block=256`, `sign`, `sign:block=1024`, `top-k:ratio=0.01`,
+    `top-k:count=100`, `random-k:ratio=0.1[,shared=true]`, `qsgd:levels=16`. ValueError names the problem."""
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise ValueError(f"codec option {item!r} must be key=value")
+        options[k.strip()] = v.strip()
+
+    def num(key, kind, default):
+        if key not in options:
+            return default
+        try:
+            return kind(options.pop(key))
+        except ValueError:
+            raise ValueError(f"codec {name}: {key} must be {kind.__name__}") from None
+
+    if name == "none":
+        codec = Identity()
+    elif name in ("fp16", "bf16"):
+        codec = Cast(torch.float16 if name == "fp16" else torch.bfloat16)
+    elif name == "int8":
+        codec = Int8(num("block", int, 256))
+    elif name == "sign":
+        codec = Sign(num("block", int, 0))
+    elif name == "top-k":
+        codec = TopK(num("ratio", float, 0.0), num("count", int, 0))
+    elif name == "random-k":
+        shared = options.pop("shared", "false").lower() in ("1", "true", "yes")
+        codec = RandomK(num("ratio", float, 0.0), num("count", int, 0), shared)
+    elif name == "qsgd":
+        scaled = options.pop("scaled", "false").lower() in ("1", "true", "yes")
+        codec = QSGD(num("levels", int, 16), scaled)
+    else:
+        raise ValueError(f"unknown codec {name!r} (known: none, fp16, bf16, int8, sign, top-k, random-k, qsgd)")
+    if options:
+        raise ValueError(f"codec {name} takes no option {next(iter(options))!r}")
+    return codec
