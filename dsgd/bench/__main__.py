@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "workers": ("dsgd.bench.workers", "K workers in one process: serial against vectorized training throughput"),
     "overhead": ("dsgd.bench.overhead", "one worker's training step against a plain PyTorch loop"),
     "peers": ("dsgd.bench.peers", "local SGD and C-SGD against PyTorch's model averager and DDP"),
+    "compress": ("dsgd.bench.compress", "compressed mixing per codec against the dense step: time, bytes on the wire"),
     "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
 }
 

@@ -59,6 +59,28 @@ class Key:
         return generator(device, self.seed, self.step, 0 if shared else self.worker + 1, self.part)
 
 
+BIT_WEIGHTS = (1, 2, 4, 8, 16, 32, 64, 128)  # entry 8j + b is bit b of byte j
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """A bool (m,) tensor as ceil(m/8) bytes, on its own device (numpy's packbits on the CPU)."""
+    if bits.device.type == "cpu":
+        import numpy as np
+        return torch.from_numpy(np.packbits(bits.numpy(), bitorder="little"))
+    padded = torch.nn.functional.pad(bits.to(torch.uint8), (0, (-bits.numel()) % 8)).view(-1, 8)
+    weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=bits.device)
+    return (padded * weights).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, m: int) -> torch.Tensor:
+    """The first m bits of `packed`, as a bool tensor."""
+    if packed.device.type == "cpu":
+        import numpy as np
+        return torch.from_numpy(np.unpackbits(packed.contiguous().numpy(), count=m, bitorder="little").astype(bool))
+    weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=packed.device)
+    return ((packed[:, None] & weights) > 0).reshape(-1)[:m]
+
+
 class Codec:
     """Base: encode(v, key) -> uint8 payload of payload_bytes(m); decode(payload, m, key, dtype) -> (m,)."""
 
@@ -165,17 +187,12 @@ class Sign(Codec):
         lengths = torch.full((padded.shape[0],), float(B), device=v.device)
         lengths[-1] = m - B * (padded.shape[0] - 1)
         scale = padded.abs().sum(dim=1) / lengths
-        bits = torch.nn.functional.pad((x >= 0).to(torch.uint8), (0, (-m) % 8)).view(-1, 8)
-        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=v.device)
-        packed = (bits * weights).sum(dim=1, dtype=torch.uint8)
-        return torch.cat([packed, as_bytes(scale)])
+        return torch.cat([pack_bits(x >= 0), as_bytes(scale)])
 
     def decode(self, payload, m, key, dtype):
         B = self._block(m)
         nbytes = math.ceil(m / 8)
-        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=payload.device)
-        bits = (payload[:nbytes, None] & weights) > 0
-        signs = bits.reshape(-1)[:m].float() * 2 - 1
+        signs = unpack_bits(payload[:nbytes], m).float() * 2 - 1
         scale = from_bytes(payload[nbytes:], torch.float32)
         return (signs * scale.repeat_interleave(B)[:m]).to(dtype)
 

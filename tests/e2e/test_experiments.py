@@ -70,3 +70,21 @@ def test_every_recipe_loads_and_its_worker_count_is_consistent(path):
         workers, rest = divmod(r.total_batch_size, r.batch_size)
         assert rest == 0 and workers % r.workers_per_rank == 0, (r.total_batch_size, r.batch_size)
         build.check(cfg, workers // r.workers_per_rank)
+
+
+def test_compression_experiment_runs_end_to_end_in_quick_mode(tmp_path):
+    script = REPO / "experiments" / "compression.py"
+    for part in ("convex", "deep", "report"):
+        res = subprocess.run([sys.executable, str(script), part, "--quick", "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=600, cwd=REPO)
+        assert res.returncode == 0, f"{part}: {res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    convex = json.loads((tmp_path / "convex.json").read_text())
+    assert {"exact gossip (D-SGD)", "CHOCO sign", "CHOCO top-k:ratio=0.01"} <= set(convex["methods"])
+    for m in convex["methods"].values():
+        assert all(math.isfinite(p[2]) for p in m["points"])
+    deep = json.loads((tmp_path / "deep.json").read_text())
+    assert {r["method"] for r in deep["runs"]} == {"dsgd", "choco-sign", "choco-top-1%"}
+    md = (tmp_path / "README.md").read_text()
+    assert "## Convex" in md and "## Deep" in md and "mpirun -np" in md
+    for name in ("convex_bytes.png", "deep_accuracy_vs_mb.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC

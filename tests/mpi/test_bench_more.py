@@ -89,3 +89,15 @@ def test_scaling_driver_runs_one_job_per_algorithm_and_size():
         assert x["comm_s"] >= 0
         if x["ranks"] == 1:
             assert x["efficiency"] == pytest.approx(1.0) and x["step_efficiency"] == pytest.approx(1.0)
+
+
+def test_compression_benchmark_reports_every_codec_beside_the_dense_step():
+    out = mpi_harness.run_ok(4, ["-m", "dsgd.bench", "compress", "--numel", "5000", "--repeats", "2", "--json"],
+                             timeout=300)
+    report = one_report(out)
+    codecs = {r["codec"] for r in report["results"]}
+    assert {"sign", "top-k:ratio=0.01", "qsgd:levels=16", "fp16"} <= codecs
+    for r in report["results"]:
+        assert positive(r["step_s"], r["dense_step_s"], r["encode_s"], r["bytes_sent_per_rank"])
+        assert r["bytes_sent_per_rank"] == 2 * r["payload_bytes_per_row"]  # a ring: one payload to each neighbour
+        assert r["bytes_ratio"] < 1

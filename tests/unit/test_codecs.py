@@ -116,3 +116,13 @@ def test_random_draws_are_keyed_by_seed_step_and_worker():
 def test_bad_codec_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_codec(spec)
+
+
+def test_bit_packing_is_the_same_on_the_numpy_and_the_torch_path():
+    from dsgd.compress import codecs
+    bits = torch.rand(1003, generator=torch.Generator().manual_seed(0)) > 0.5
+    packed = codecs.pack_bits(bits)
+    padded = torch.nn.functional.pad(bits.to(torch.uint8), (0, (-1003) % 8)).view(-1, 8)
+    by_hand = (padded * torch.tensor(codecs.BIT_WEIGHTS, dtype=torch.uint8)).sum(dim=1, dtype=torch.uint8)
+    assert torch.equal(packed, by_hand) and packed.numel() == 126
+    assert torch.equal(codecs.unpack_bits(packed, 1003), bits)

@@ -9,83 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsgd.comm import BucketLayout
-from dsgd.train.engine import Engine
+from dsgd.convex import FlatWorkers, run_rule  # noqa: F401  (the drivers; the oracles below are independent)
+from dsgd.convex import Problem as _Problem
 
-D = 7       # parameters per worker, in two buckets of 4 and 3 (float64)
-ROWS = 12   # equations per worker
-
-
-class Problem:
-    def __init__(self, n: int, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.A = rng.standard_normal((n, ROWS, D))
-        own_optima = rng.standard_normal((n, D)) * 3  # heterogeneity: every worker pulls elsewhere
-        self.b = np.einsum("nrd,nd->nr", self.A, own_optima) + 0.1 * rng.standard_normal((n, ROWS))
-        self.x0 = rng.standard_normal((n, D))
-        self.n = n
-
-    def grad(self, X: np.ndarray, workers=None) -> np.ndarray:
-        idx = np.arange(self.n) if workers is None else np.asarray(workers)
-        A, b = self.A[idx], self.b[idx]
-        return np.einsum("nrd,nr->nd", A, np.einsum("nrd,nd->nr", A, X) - b) / ROWS
-
-    def minimizer(self) -> np.ndarray:
-        H = np.einsum("nrd,nre->de", self.A, self.A)
-        return np.linalg.solve(H, np.einsum("nrd,nr->d", self.A, self.b))
+D = 7  # parameters per worker, in two float64 buckets of 4 and 3
 
 
-class FlatWorkers:
-    """K workers whose parameters are one row each of two float64 buckets; plain SGD as optimizer."""
-
-    def __init__(self, x0_rows: np.ndarray, lr):
-        self.K = len(x0_rows)
-        self.layout = BucketLayout([torch.zeros(4, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)],
-                                   cap_bytes=32)
-        self.params = self.layout.allocate(self.K)
-        self.grads = self.layout.allocate(self.K)
-        self.set_rows(self.params, x0_rows)
-        self._lr, self.t = lr, 0
-
-    @staticmethod
-    def set_rows(buffers, X):
-        buffers[0].copy_(torch.from_numpy(X[:, :4]))
-        buffers[1].copy_(torch.from_numpy(X[:, 4:]))
-
-    @staticmethod
-    def rows(buffers) -> np.ndarray:
-        return torch.cat(list(buffers), dim=1).numpy().copy()
-
-    def optimizer_step(self):  # plain SGD, the D-SGD baseline
-        for x, g in zip(self.params, self.grads):
-            x.sub_(g * self._lr(self.t))
-
-    def packed_buffers(self):
-        return None
-
-    def packed_state(self):
-        return None
-
-    def unpack_buffers(self, bufs):
-        pass
-
-    def unpack_state(self, bufs):
-        pass
-
-
-def run_rule(rule, mixer, problem: Problem, workers: list[int], lr, steps: int, after_step=None) -> np.ndarray:
-    """Drive `rule` on this process's workers; returns their parameters after `steps` steps."""
-    w = FlatWorkers(problem.x0[workers], lr)
-    w.first = workers  # the rows of problem.x0 these workers started from
-    engine = Engine(mixer, w, lr)
-    rule.attach(engine)
-    for t in range(steps):
-        w.t = t
-        w.set_rows(w.grads, problem.grad(w.rows(w.params), workers))
-        rule.step(t, engine)
-        if after_step is not None:
-            after_step(t, rule, w)
-    return w.rows(w.params)
+def Problem(n: int, seed: int = 0) -> _Problem:
+    return _Problem(n, d=D, rows=12, seed=seed)
 
 
 # -- the oracles: whole-network numpy recursions ------------------------------------------

@@ -1,0 +1,227 @@
+"""Compressed gossip: bits against accuracy, on a convex problem and on the CNN (CHOCO-SGD vs exact gossip).
+
+    python experiments/compression.py convex --out docs/compression      # in-process, ~minutes
+    python experiments/compression.py deep --out docs/compression        # 9 mpirun jobs, ~30 min on 2 cores
+    python experiments/compression.py deep --quick --out runs/compression-quick   # CI-sized smoke test
+    python experiments/compression.py report --out docs/compression      # README.md and plots from the JSON
+
+convex: least squares over a ring of 16 workers, each with its own data (heterogeneous), constant
+step; suboptimality f(x_bar) - f* against bytes sent per worker for exact gossip (D-SGD) and
+CHOCO-SGD with top-1%, scaled sign and QSGD; how many times fewer bytes CHOCO needs to reach
+the suboptimality exact gossip reaches.
+deep: the CNN on Fashion-MNIST over a ring of 16 workers (4 ranks x 4 workers), D-SGD against
+CHOCO with sign and top-k at matched steps, 3 seeds; accuracy (mean and spread) against MB sent.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEEP_METHODS = {
+    "dsgd": ["--algorithm", "dsgd"],
+    "choco-sign": ["--algorithm", "choco", "--compress", "sign", "--consensus-step", "0.5"],
+    "choco-top-1%": ["--algorithm", "choco", "--compress", "top-k:ratio=0.01", "--consensus-step", "0.1"],
+}
+DEEP_COMMON = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--topology", "ring",
+               "--batch-size", "32", "--lr", "0.1", "--momentum", "0", "--log-every", "1000"]
+
+
+def machine() -> dict:
+    import importlib.metadata
+    return {"host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def deep(args) -> dict:
+    from dsgd import launcher
+    runs = []
+    for name, flags in DEEP_METHODS.items():
+        for seed in args.seeds:
+            run_dir = Path(args.out) / "deep" / f"{name}-seed{seed}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cmd = ["-m", "dsgd.train", *DEEP_COMMON, *flags, "--seed", str(seed), "--workers-per-rank",
+                   str(args.workers // args.ranks), "--steps-per-epoch", str(args.steps_per_epoch), "--epochs",
+                   str(args.epochs), "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples),
+                   "--out", str(run_dir)]
+            shown = shlex.join(launcher.mpirun_command(args.ranks, cmd, python="python"))
+            print(f"== {name} seed {seed}: {shown}", flush=True)
+            t0 = time.time()
+            res = launcher.run(args.ranks, cmd, timeout=args.timeout)
+            if res.returncode != 0:
+                sys.exit(f"compression: {name} seed {seed} failed ({res.returncode}):\n{res.stdout[-3000:]}")
+            rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            runs.append({"method": name, "seed": seed, "steps": [r["step"] for r in rows],
+                         "test_acc": [r["test_acc"] for r in rows],
+                         "mb_sent": [r["bytes_sent"] / 1e6 for r in rows], "wall_s": time.time() - t0,
+                         "command": shown})
+            print(f"   acc {rows[-1]['test_acc']:.4f}  {rows[-1]['bytes_sent'] / 1e6:.2f} MB/worker", flush=True)
+    return {"runs": runs}
+
+
+def convex(args) -> dict:
+    from dsgd.convex import least_squares_curves
+    return least_squares_curves(n=args.workers, steps=args.convex_steps, seed=0)
+
+
+def reach(points, level):
+    """(steps, bytes) of the first recorded point at or below `level`, or None."""
+    for step, sent, sub in points:
+        if sub <= level:
+            return step, sent
+    return None
+
+
+def convex_section(data: dict) -> list[str]:
+    methods = data["methods"]
+    exact = methods["exact gossip (D-SGD)"]["points"]
+    marks = [exact[max(0, len(exact) // 10 - 1)], exact[len(exact) * 3 // 10 - 1], exact[-1]]
+    prob = data["problem"]
+    lines = [f"Least squares, {prob['workers']} workers on a ring, d = {prob['d']}, {prob['rows_per_worker']} rows "
+             f"per worker (each its own optimum), constant step {prob['step']:.4g}, {prob['steps']} steps, exact "
+             f"local gradients, float32 parameters. Suboptimality f(x_bar) - f*.", "",
+             "| method | consensus step | final suboptimality | bytes/worker at the end | "
+             + " | ".join(f"bytes to reach {m[2]:.3g} (exact gossip at step {m[0]}), times fewer" for m in marks) + " |",
+             "|---" * (4 + len(marks)) + "|"]
+    for name, m in methods.items():
+        pts = m["points"]
+        cells = []
+        for step, sent, level in marks:
+            got = reach(pts, level)
+            cells.append("not reached" if got is None else
+                         f"{got[1]:.3g} B, step {got[0]}, {sent / got[1]:.1f}x" if got[1] else "0")
+        lines.append(f"| {name} | {m['gamma'] if m['gamma'] is not None else '-'} | {pts[-1][2]:.3g} | "
+                     f"{pts[-1][1]:.3g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def deep_section(data: dict) -> list[str]:
+    import statistics
+    by = {}
+    for r in data["runs"]:
+        by.setdefault(r["method"], []).append(r)
+    lines = ["| method | seeds | final test acc (mean ± std) | min / max | MB sent per worker | bytes vs D-SGD |",
+             "|---|---|---|---|---|---|"]
+    dense = statistics.mean(r["mb_sent"][-1] for r in by["dsgd"]) if "dsgd" in by else None
+    for name, runs in by.items():
+        acc = [r["test_acc"][-1] for r in runs]
+        mb = statistics.mean(r["mb_sent"][-1] for r in runs)
+        spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        lines.append(f"| {name} | {len(runs)} | {statistics.mean(acc):.4f} ± {spread:.4f} | {min(acc):.4f} / "
+                     f"{max(acc):.4f} | {mb:.2f} | {mb / dense:.4f} |" if dense else "")
+    return lines
+
+
+def plots(out: Path, convex_data, deep_data) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    made = []
+    if convex_data:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, m in convex_data["methods"].items():
+            pts = [p for p in m["points"] if p[1] > 0]
+            ax.loglog([p[1] for p in pts], [p[2] for p in pts], label=name)
+        ax.set_xlabel("bytes sent per worker")
+        ax.set_ylabel("f(x_bar) - f*")
+        ax.set_title("least squares, ring of 16: suboptimality vs bytes")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "convex_bytes.png", dpi=120)
+        made.append("convex_bytes.png")
+    if deep_data:
+        import numpy as np
+        fig, ax = plt.subplots(figsize=(6, 4))
+        by = {}
+        for r in deep_data["runs"]:
+            by.setdefault(r["method"], []).append(r)
+        for name, runs in by.items():
+            acc = np.array([r["test_acc"] for r in runs])
+            mb = np.mean([r["mb_sent"] for r in runs], axis=0)
+            ax.errorbar(np.maximum(mb, 1e-3), acc.mean(0), yerr=acc.std(0), marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("MB sent per worker")
+        ax.set_ylabel("test accuracy (mean, std over seeds)")
+        ax.set_title("CNN on Fashion-MNIST, ring of 16")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "deep_accuracy_vs_mb.png", dpi=120)
+        made.append("deep_accuracy_vs_mb.png")
+    return made
+
+
+def report(args) -> int:
+    out = Path(args.out)
+    load = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else None  # noqa: E731
+    convex_data, deep_data = load("convex.json"), load("deep.json")
+    lines = ["# Compressed gossip: CHOCO-SGD against exact gossip", ""]
+    for title, data, section in (("Convex", convex_data, convex_section), ("Deep", deep_data, deep_section)):
+        if data is None:
+            continue
+        meta = data["meta"]
+        lines += [f"## {title}", "", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}; machine: "
+                  f"{meta['machine']['cpus']} CPUs, {meta['machine']['platform']}, torch {meta['machine']['torch']}, "
+                  f"load at start {meta['machine']['load_average_at_start']}; {meta['wall_s']:.0f} s.", ""]
+        lines += section(data) + [""]
+        if data is deep_data:
+            lines += [f"Every job: `{data['runs'][0]['command']}` with the method's flags and seed.", ""]
+    images = plots(out, convex_data, deep_data)
+    lines += [f"![{name}]({name})" for name in images]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    print((out / "README.md").read_text())
+    return 0
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=["convex", "deep", "report"])
+    ap.add_argument("--out", default="runs/compression")
+    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--ranks", type=int, default=4)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--epochs", type=float, default=1.5)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-samples", type=int, default=2000)
+    ap.add_argument("--convex-steps", type=int, default=2000)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--quick", action="store_true", help="smoke test: one seed, 4 steps, 8 workers")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.steps_per_epoch, args.epochs, args.eval_every, args.eval_samples = [0], 4, 1, 2, 200
+        args.workers, args.convex_steps = 8, 200
+    if args.workers % args.ranks:
+        ap.error(f"--ranks {args.ranks} must divide --workers {args.workers}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.part == "report":
+        return report(args)
+    meta = {"command": shlex.join(["python", "experiments/compression.py", *(sys.argv[1:] if argv is None else argv)]),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine()}
+    t0 = time.time()
+    result = deep(args) if args.part == "deep" else convex(args)
+    meta["wall_s"] = time.time() - t0
+    (out / f"{args.part}.json").write_text(json.dumps({"meta": meta, **result}, indent=1))
+    print(f"{args.part}.json in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
