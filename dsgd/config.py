@@ -132,8 +132,9 @@ class QGMConfig:
 @dataclass
 class CompressConfig:
     compress: str = opt("none", "codec of what travels: none, fp16, bf16, int8:block=B, sign[:block=B], "
-                        "top-k:ratio=R|count=K, random-k:ratio=R|count=K[,shared=true], qsgd:levels=S; choco "
-                        "gossips it, csgd / local / postlocal / qsr average it with error feedback",
+                        "top-k:ratio=R|count=K, random-k:ratio=R|count=K[,shared=true], qsgd:levels=S[,scaled=true], "
+                        "powersgd:rank=R (csgd only); choco gossips it, csgd / local / postlocal / qsr average it "
+                        "with error feedback",
                         check=(codec_spec, "a codec spec"))
     consensus_step: float = opt(0.5, "choco: gamma in x <- x_half + gamma (s - x_hat); 1 with --compress none is "
                                 "plain gossip, aggressive codecs need less", check=(lambda v: 0 < v <= 1, "in (0, 1]"))

@@ -11,6 +11,10 @@ local_batch, worker = rank) with the same SGD settings, on CPU over MPI or gloo:
                                      PeriodicModelAverager(period=H).average_parameters
   dsgd-csgd-mpi, dsgd-csgd-torch     the trainer's step for C-SGD (gradients averaged every step)
   torch-ddp                          the same plain loop on DistributedDataParallel (gloo)
+  dsgd-csgd-fp16-mpi                 C-SGD with --compress fp16 (error feedback, allgathered payloads)
+  torch-ddp-fp16                     DDP with PyTorch's fp16_compress_hook
+  dsgd-csgd-powersgd-mpi             C-SGD with --compress powersgd:rank=2
+  torch-ddp-powersgd                 DDP with PyTorch's powerSGD_hook, rank 2 (from its second step)
 
 (PostLocalSGDOptimizer is the averager called from the optimizer's step: the same work.)
 A repetition is a window of H steps, holding exactly one model average for the local SGD
@@ -29,6 +33,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from mpi4py import MPI
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powerSGD
 from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 from torch.nn.parallel import DistributedDataParallel
 
@@ -44,7 +50,10 @@ COMPARISONS = [  # (what, dsgd side, PyTorch side, target ratio)
     ("local SGD", "dsgd-local-torch", "torch-averager", 1.0),
     ("C-SGD", "dsgd-csgd-mpi", "torch-ddp", 1.1),
     ("C-SGD", "dsgd-csgd-torch", "torch-ddp", 1.1),
+    ("C-SGD fp16", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 1.1),
+    ("C-SGD PowerSGD rank 2", "dsgd-csgd-powersgd-mpi", "torch-ddp-powersgd", 1.1),
 ]
+COMPRESSED = {"dsgd-csgd-fp16-mpi": ["--compress", "fp16"], "dsgd-csgd-powersgd-mpi": ["--compress", "powersgd:rank=2"]}
 NOTES = [
     "step_s: seconds per training step, max over ranks per window of H steps, median over windows, / H",
     "samples_per_s = world_size x batch_size / step_s",
@@ -58,7 +67,7 @@ NOTES = [
 class PlainSide:
     """The loop PyTorch users write, on a model with the trainer's initial weights."""
 
-    def __init__(self, run, wrap: str, local_steps: int):
+    def __init__(self, run, wrap: str, local_steps: int, hook: str = ""):
         self.run, self.rank = run, run.comm.rank
         data = run.train_set
         self.model = build_model(run.cfg.model.model, data.in_channels, data.num_classes, data.image_size,
@@ -67,6 +76,11 @@ class PlainSide:
         self.model.train()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
         self.net = DistributedDataParallel(self.model) if wrap == "ddp" else self.model
+        if hook == "fp16":
+            self.net.register_comm_hook(None, default_hooks.fp16_compress_hook)
+        elif hook == "powersgd":
+            state = powerSGD.PowerSGDState(process_group=None, matrix_approximation_rank=2, start_powerSGD_iter=2)
+            self.net.register_comm_hook(state, powerSGD.powerSGD_hook)
         self.averager = PeriodicModelAverager(period=local_steps) if wrap == "averager" else None
 
     def step(self, t: int) -> None:
@@ -92,12 +106,16 @@ def make_sides(args, world):
                                                   Mixer(MPICommunicator(world.Dup()), workers_per_rank=1))
         runs[f"dsgd-{algorithm}-torch"] = build_run(trainer_flags(args, algorithm),
                                                     Mixer(TorchDistCommunicator("cpu"), workers_per_rank=1))
+    for name, flags in COMPRESSED.items():
+        runs[name] = build_run(trainer_flags(args, "csgd") + flags, Mixer(MPICommunicator(world.Dup()), 1))
     ref = runs["dsgd-local-mpi"][0]
     plain = {"torch-averager": PlainSide(ref, "averager", args.local_steps),
-             "torch-ddp": PlainSide(ref, "ddp", args.local_steps)}
+             "torch-ddp": PlainSide(ref, "ddp", args.local_steps),
+             "torch-ddp-fp16": PlainSide(ref, "ddp", args.local_steps, hook="fp16"),
+             "torch-ddp-powersgd": PlainSide(ref, "ddp", args.local_steps, hook="powersgd")}
     sides = {}
     for name in ("dsgd-local-mpi", "dsgd-local-torch", "torch-averager", "dsgd-csgd-mpi", "dsgd-csgd-torch",
-                 "torch-ddp"):
+                 "torch-ddp", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi", "torch-ddp-powersgd"):
         if name in runs:
             run = runs[name][0]
             sides[name] = (lambda t, run=run: run.train_step(t, None))
@@ -150,9 +168,13 @@ def run(args: argparse.Namespace) -> dict:
         finish(run_, tmp)
     n, column = world.Get_size(), {name: j for j, name in enumerate(sides)}
     results = []
+    steps_done = (args.warmup + args.repeats) * args.local_steps
     for name, j in column.items():
         s = float(np.median(times[:, j])) / args.local_steps
-        results.append({"name": name, "step_s": s, "samples_per_s": n * args.batch_size / s})
+        row = {"name": name, "step_s": s, "samples_per_s": n * args.batch_size / s}
+        if name in runs:  # what dsgd handed to the network per step and worker
+            row["bytes_per_step"] = float(runs[name][0].mixer.worker_bytes_sent.mean()) / steps_done
+        results.append(row)
     comparisons = []
     for what, mine, theirs, target in COMPARISONS:
         # paired: each window's dsgd time over the same window's PyTorch time, run moments apart

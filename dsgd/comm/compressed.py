@@ -49,6 +49,8 @@ def compressed_mix(mixer, buffers: Sequence[torch.Tensor], W: np.ndarray, codec,
         return decoded, [d.clone() for d in decoded]
     if plan.kind == "average":
         mixer.worker_bytes_sent += row_bytes
+        if getattr(codec, "additive_float32", False):
+            return decoded, _average_by_allreduce(mixer, codec, payloads, buffers, seed, step)
         mixed = []
         for i, (p, b) in enumerate(zip(payloads, buffers)):
             with Timer(mixer.stats):
@@ -93,6 +95,19 @@ def _weighted_sums(W: np.ndarray, first: int, own: torch.Tensor, rows: dict) -> 
             if j != i:
                 out[slot].add_(own[j - first] if first <= j < first + K else rows[int(j)], alpha=float(W[i, j]))
     return out
+
+
+def _average_by_allreduce(mixer, codec, payloads, buffers, seed: int, step: int):
+    """Payloads that add (float32 values at indices every worker shares): one allreduce of the sum."""
+    K, n = mixer.K, mixer.n_workers
+    mixed = []
+    for i, (p, b) in enumerate(zip(payloads, buffers)):
+        total = p.contiguous().view(torch.float32).sum(dim=0)  # this rank's K payloads, as values
+        with Timer(mixer.stats):
+            mixer.comm.allreduce_sum_(total)
+        mean = codec.decode(total.div_(n).view(torch.uint8), b.shape[1], Key(seed, step, 0, i), b.dtype)
+        mixed.append(mean.expand(K, -1).clone())
+    return mixed
 
 
 def compressed_mix_many(mixer, buffers: Sequence[torch.Tensor], Ws: Sequence[np.ndarray], codec, seed: int,

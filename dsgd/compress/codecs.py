@@ -86,7 +86,8 @@ class Codec:
 
     spec = "none"
     unbiased = True
-    additive = False   # payloads of different workers can be summed as they are (allreduce)
+    additive = False   # payloads of different workers can be summed as they are
+    additive_float32 = False  # ... as float32 values: averages then take one allreduce, not an allgather
 
     def payload_bytes(self, m: int) -> int:
         return FLOAT_BYTES * m
@@ -259,7 +260,7 @@ class RandomK(Codec):
         if ratio > 1:
             raise ValueError(f"random-k ratio must be in (0, 1], got {ratio}")
         self.ratio, self.count, self.shared = ratio, count, shared
-        self.additive = shared
+        self.additive = self.additive_float32 = shared  # shared indices: payloads sum as float32 values
         base = f"random-k:ratio={ratio:g}" if ratio else f"random-k:count={count}"
         self.spec = base + (",shared=true" if shared else "")
 
@@ -327,7 +328,18 @@ class QSGD(Codec):
         return 1 / self.tau(v.numel()) if self.scaled else None
 
 
-def parse_codec(spec: str) -> Codec:
+class LowRank:
+    """PowerSGD's rank-r factors: not a per-row codec (two rounds of averaging, shared Q); C-SGD only."""
+
+    low_rank = True
+
+    def __init__(self, rank: int = 2):
+        if rank < 1:
+            raise ValueError(f"powersgd rank must be >= 1, got {rank}")
+        self.rank, self.spec = rank, f"powersgd:rank={rank}"
+
+
+def parse_codec(spec: str):
     """`none`, `fp16`, `bf16`, `int8:block=256`, `sign`, `sign:block=1024`, `top-k:ratio=0.01`,
     `top-k:count=100`, `random-k:ratio=0.1[,shared=true]`, `qsgd:levels=16`. ValueError names the problem."""
     name, _, rest = spec.partition(":")
@@ -359,11 +371,14 @@ def parse_codec(spec: str) -> Codec:
     elif name == "random-k":
         shared = options.pop("shared", "false").lower() in ("1", "true", "yes")
         codec = RandomK(num("ratio", float, 0.0), num("count", int, 0), shared)
+    elif name == "powersgd":
+        codec = LowRank(num("rank", int, 2))
     elif name == "qsgd":
         scaled = options.pop("scaled", "false").lower() in ("1", "true", "yes")
         codec = QSGD(num("levels", int, 16), scaled)
     else:
-        raise ValueError(f"unknown codec {name!r} (known: none, fp16, bf16, int8, sign, top-k, random-k, qsgd)")
+        raise ValueError(f"unknown codec {name!r} (known: none, fp16, bf16, int8, sign, top-k, random-k, qsgd, "
+                         f"powersgd)")
     if options:
         raise ValueError(f"codec {name} takes no option {next(iter(options))!r}")
     return codec

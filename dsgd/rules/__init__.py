@@ -4,9 +4,10 @@ from .choco import Choco
 from .compressed_average import CompressedAveraging
 from .diffusion import D2_EIGENVALUE_BOUND, Diffusion, halfway, smallest_eigenvalue
 from .optimizer import OptimizerRule
+from .powersgd import PowerSGDAveraging
 from .pushsum import PushSum
 from .qgm import QuasiGlobalMomentum
 from .tracking import GradientTracking
 
-__all__ = ["Choco", "CompressedAveraging", "D2_EIGENVALUE_BOUND", "Diffusion", "Engine", "GradientTracking", "OptimizerRule", "PushSum",
+__all__ = ["Choco", "CompressedAveraging", "D2_EIGENVALUE_BOUND", "Diffusion", "Engine", "GradientTracking", "OptimizerRule", "PowerSGDAveraging", "PushSum",
            "QuasiGlobalMomentum", "Rule", "halfway", "smallest_eigenvalue"]

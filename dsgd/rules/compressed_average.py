@@ -7,7 +7,8 @@ Each worker keeps what compression has not yet delivered, e, and adds it to what
 C-SGD (gradients averaged every step): v is the gradient, and the optimizer steps on v_avg.
 Local SGD, post-local SGD, QSR (parameters averaged on sync steps): v is the change of the model
 since the last sync, and the model becomes x_sync + v_avg. Averages of payloads are allgathered
-and decoded in worker order, so every worker holds the same average.
+and decoded in worker order, so every worker holds the same average; payloads that add as float32
+values (random-k with shared indices) take one allreduce instead.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dsgd.config import Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.compress import parse_codec
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
-                        PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
+                        PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
 
 
@@ -146,6 +146,9 @@ class Algorithm:
         if compressing and "compress" not in self.reads:
             raise ConfigError(f"--compress applies to choco (compressed gossip) and to csgd, local, postlocal, qsr "
                               f"(error-feedback averaging); --algorithm {name} mixes dense")
+        if compressing and getattr(parse_codec(cfg.compress.compress), "low_rank", False) and name != "csgd":
+            raise ConfigError(f"--compress {cfg.compress.compress} compresses gradients of C-SGD: use it with "
+                              f"--algorithm csgd, not {name}")
         if compressing and cfg.algo.mix_optimizer_state:
             raise ConfigError("--mix-optimizer-state true is not supported with --compress (optimizer state "
                               "would travel uncompressed beside compressed parameters)")
@@ -199,7 +202,10 @@ def _averaging(cfg: Config, schedule) -> Rule:
     """The optimizer rule over an averaging schedule; error-feedback compressed when --compress is set."""
     if cfg.compress.compress == "none":
         return OptimizerRule(schedule)
-    return CompressedAveraging(schedule, parse_codec(cfg.compress.compress), cfg.run.seed)
+    codec = parse_codec(cfg.compress.compress)
+    if getattr(codec, "low_rank", False):
+        return PowerSGDAveraging(schedule, codec.rank, cfg.run.seed)
+    return CompressedAveraging(schedule, codec, cfg.run.seed)
 
 
 def rule(cfg: Config, p: Plan, lr: LRSchedule) -> Rule:

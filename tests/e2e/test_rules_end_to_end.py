@@ -18,6 +18,7 @@ RULES = {
                    "--momentum", "0", "--lr", "0.1"],
     # error-feedback compressed averaging with a random codec, on the torch optimizer (momentum from FAST)
     "local-ef-random-k": ["--algorithm", "local", "--local-steps", "2", "--compress", "random-k:ratio=0.25"],
+    "csgd-powersgd": ["--algorithm", "csgd", "--compress", "powersgd:rank=2"],
 }
 # a random codec inside gossip: its draws are keyed by (seed, step, worker), so layouts and resume agree
 EXACTNESS = {**RULES, "choco-qsgd": ["--algorithm", "choco", "--topology", "one-peer-exponential", "--compress",

@@ -26,3 +26,10 @@ def test_a_sign_compressed_ring_step_puts_a_32nd_of_the_bytes_on_the_wire():
         wire, counted = report[phase]["wire_bytes"], report[phase]["counted_bytes"]
         assert counted <= wire < 1.05 * counted, report  # the payload, plus a little framing, and nothing more
     assert 1 / 40 < report["ratio"] < 1 / 28, report
+
+
+@pytest.mark.parametrize("np_, k, backends", [(4, 1, "mpi,torch"), (2, 2, "mpi"), (1, 4, "self")])
+def test_powersgd_csgd_matches_its_numpy_recursion(np_, k, backends):
+    out = mpi_harness.run_ok(np_, [P("powersgd_oracle.py"), "--backends", backends, "--workers-per-rank", str(k)],
+                             timeout=300)
+    assert "powersgd ok" in out
