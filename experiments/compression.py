@@ -105,6 +105,15 @@ def convex_section(data: dict) -> list[str]:
                          f"{got[1]:.3g} B, step {got[0]}, {sent / got[1]:.1f}x" if got[1] else "0")
         lines.append(f"| {name} | {m['gamma'] if m['gamma'] is not None else '-'} | {pts[-1][2]:.3g} | "
                      f"{pts[-1][1]:.3g} | " + " | ".join(cells) + " |")
+    step, sent, level = marks[-1]
+    lines.append("")
+    for name, m in methods.items():
+        if name.startswith("CHOCO"):
+            got = reach(m["points"], level)
+            lines.append(f"{name} reached exact gossip's final suboptimality ({level:.3g}) with "
+                         f"{sent / got[1]:.1f}x fewer bytes." if got else
+                         f"{name} did not reach exact gossip's final suboptimality ({level:.3g}) in "
+                         f"{data['problem']['choco_steps']} steps (best consensus step of the grid).")
     return lines
 
 
@@ -116,13 +125,23 @@ def deep_section(data: dict) -> list[str]:
     lines = ["| method | seeds | final test acc (mean ± std) | min / max | MB sent per worker | bytes vs D-SGD |",
              "|---|---|---|---|---|---|"]
     dense = statistics.mean(r["mb_sent"][-1] for r in by["dsgd"]) if "dsgd" in by else None
+    verdicts = []
+    for name, runs in by.items():
+        if name != "dsgd" and "dsgd" in by and len(runs) > 1:
+            acc, ref = [r["test_acc"][-1] for r in runs], [r["test_acc"][-1] for r in by["dsgd"]]
+            gap = statistics.mean(acc) - statistics.mean(ref)
+            within = abs(gap) <= statistics.stdev(acc) + statistics.stdev(ref)
+            saving = dense / statistics.mean(r["mb_sent"][-1] for r in runs)
+            verdicts.append(f"{name} {'matched' if within else 'did not match'} D-SGD's accuracy "
+                            f"({gap:+.4f}, {'within' if within else 'outside'} the sum of the two seed spreads) "
+                            f"with {saving:.0f}x fewer bytes.")
     for name, runs in by.items():
         acc = [r["test_acc"][-1] for r in runs]
         mb = statistics.mean(r["mb_sent"][-1] for r in runs)
         spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
         lines.append(f"| {name} | {len(runs)} | {statistics.mean(acc):.4f} ± {spread:.4f} | {min(acc):.4f} / "
                      f"{max(acc):.4f} | {mb:.2f} | {mb / dense:.4f} |" if dense else "")
-    return lines
+    return lines + [""] + verdicts
 
 
 def plots(out: Path, convex_data, deep_data) -> list[str]:
