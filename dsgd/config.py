@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "tracking, D2 / exact diffusion, quasi-global momentum or push-sum, all as rules over one "
                     "mixing step. Launch under mpirun; each rank holds --workers-per-rank workers.")
     ap.add_argument("--config", metavar="RECIPE", help="YAML recipe; flags given here override it")
-    ap.add_argument("--resume", metavar="RUN", help="run directory or checkpoint to continue from")
+    ap.add_argument("--resume", metavar="RUN", help="run directory or checkpoint to continue from; auto: the "
+                    "--out directory's latest checkpoint when it has one, else a fresh start (requeued jobs)")
     for section, cls in SECTIONS.items():
         group = ap.add_argument_group(section)
         hints = typing.get_type_hints(cls)
@@ -313,6 +314,8 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     ap.__class__ = _Parser
     ns = ap.parse_args(argv)
     cfg = Config()
+    if ns.resume == "auto":
+        ns.resume = _auto_resume(ns)
     if ns.resume:
         cfg = _saved_config(ns.resume)
     ns.given = set()  # settings the user named (recipe or flag), for "ignored by this algorithm" warnings
@@ -326,6 +329,16 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
             _set(cfg, name, v)
             ns.given.add(name)
     return cfg, ns
+
+
+def _auto_resume(ns) -> str | None:
+    """--resume auto: the run directory (--out, else the recipe's, else the default) if it holds a
+    checkpoint manifest; None (start fresh) otherwise."""
+    out = ns.out
+    if out is None and ns.config:
+        out = load_recipe(ns.config).get("out")
+    out = Path(out or RunConfig.out)
+    return str(out) if (out / "checkpoints" / "latest.json").is_file() else None
 
 
 def _saved_config(resume: str) -> Config:

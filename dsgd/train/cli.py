@@ -21,6 +21,7 @@ from dsgd.device import DeviceError
 from dsgd.local_rank import global_rank
 from dsgd.train.checkpoint import CheckpointError
 from dsgd.train.loop import NonFiniteError
+from dsgd.train.preempt import STOPPED, Preempted, StopSignal
 
 USAGE_ERROR = 2
 RUN_ERROR = 3
@@ -112,8 +113,16 @@ def _main(argv: list[str] | None) -> int:
     if comm.rank == 0 and cfg.run.device == "auto" and run.device.type == "cpu":
         print("dsgd: no CUDA device visible, running on cpu", file=sys.stderr, flush=True)  # once per job
     out = Path(cfg.run.out)
+    run.stop = StopSignal().install()
     try:
         row = run.run()
+    except Preempted as e:  # agreed: every rank checkpointed this step
+        run.log.rank_only(str(e))
+        run.log.close()
+        ckpt_dir = out / "checkpoints" / f"step-{e.step:08d}"
+        if comm.rank == 0:
+            print(f"dsgd.train: {e}; checkpoint {ckpt_dir} (resume with --resume {out})", file=sys.stderr, flush=True)
+        return STOPPED
     except NonFiniteError as e:  # agreed: every rank stops at the same step
         run.log.rank_only(f"stopped: {e}")
         return fail(comm.rank, f"{e}; {last_checkpoint(out)}", RUN_ERROR)
@@ -121,6 +130,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
         run.log.rank_only(f"stopped: {e}")
         abort_job(RUN_ERROR)
+    finally:
+        run.stop.restore()
     run.log.close()
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)

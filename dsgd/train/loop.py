@@ -22,6 +22,7 @@ from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, lo
                                  reestimate_batchnorm_)
 from dsgd.train.engine import Engine
 from dsgd.train.metrics import Meters, RunLog
+from dsgd.train.preempt import Preempted
 from dsgd.train.vectorized import make_workers
 
 
@@ -64,6 +65,8 @@ class Run:
         self.meters = Meters()
         self.out = out
         self.step = 0
+        self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
+        self.stop_signal = 0    # the signal the ranks agreed to stop on
 
     def _decay_per_tensor(self, model) -> list[float]:
         """Weight decay of each parameter tensor, for rules that update by their own recursion."""
@@ -85,7 +88,7 @@ class Run:
         t0 = time.perf_counter()
         loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
         self.meters.compute_s += time.perf_counter() - t0
-        self.stop_if_any_rank(not math.isfinite(loss_sum), f"loss is not finite at step {step}")
+        self.agree_step(not math.isfinite(loss_sum), f"loss is not finite at step {step}")
         self.meters.add_batch(loss_sum, correct, seen)
         if pending is not None:
             pending.wait()
@@ -103,6 +106,18 @@ class Run:
         worst = self.comm.allreduce_max(float(self.comm.rank + 1 if bad else 0))
         if worst > 0:
             raise NonFiniteError(f"{what} on rank {int(worst) - 1}")
+
+    def agree_step(self, bad: bool, what: str) -> None:
+        """The step's one agreement: a failure on any rank (raised here), or a stop signal on any rank
+        (remembered: the run checkpoints after this step). Encoded in one maximum: 2 (rank + 1) for a
+        failure outranks the signal number's code 1 + signum / 64."""
+        signum = self.stop.received if self.stop is not None else 0
+        code = 2.0 * (self.comm.rank + 1) if bad else (signum / 64.0 if signum else 0.0)
+        worst = self.comm.allreduce_max(code)
+        if worst >= 2:
+            raise NonFiniteError(f"{what} on rank {int(worst // 2) - 1}")
+        if worst > 0:
+            self.stop_signal = int(round(worst * 64))
 
     def evaluate(self, step: int) -> dict:
         cfg, w, comm = self.cfg, self.workers, self.comm
@@ -210,9 +225,20 @@ class Run:
                     pending.wait()
                     pending = None
                 row = self.evaluate(self.step)
-            if self.checkpoint_due():
+            if self.checkpoint_due() or self.stop_signal:
                 if pending is not None:
                     pending.wait()
                     pending = None
-                self.save()
+                self.checkpoint_now()
+            if self.stop_signal:
+                raise Preempted(self.step, self.stop_signal)
         return row
+
+    def checkpoint_now(self) -> None:
+        if self.stop is not None:
+            self.stop.checkpointing = True
+        try:
+            self.save()
+        finally:
+            if self.stop is not None:
+                self.stop.checkpointing = False
