@@ -20,6 +20,8 @@ RULES = {
     "local-ef-random-k": ["--algorithm", "local", "--local-steps", "2", "--compress", "random-k:ratio=0.25"],
     "csgd-powersgd": ["--algorithm", "csgd", "--compress", "powersgd:rank=2"],
 }
+# averages through allreduce sum in the MPI library's order, which depends on the layout: round-off only
+ALLREDUCE_AVERAGES = {"csgd-powersgd"}
 # a random codec inside gossip: its draws are keyed by (seed, step, worker), so layouts and resume agree
 EXACTNESS = {**RULES, "choco-qsgd": ["--algorithm", "choco", "--topology", "one-peer-exponential", "--compress",
                                      "qsgd:levels=8,scaled=true", "--consensus-step", "0.1", *PLAIN_SGD]}
@@ -43,7 +45,10 @@ def test_rule_is_the_same_on_any_layout_and_resumes_exactly(tmp_path, name):
         out = tmp_path / f"{ranks}x{per_rank}"
         train(ranks, out, *flags, "--workers-per-rank", str(per_rank), "--vectorize", "off")
         got = worker_params(out)
-        assert torch.equal(got, reference), f"{ranks}x{per_rank}: {(got - reference).abs().max()}"
+        if name in ALLREDUCE_AVERAGES:
+            torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(got, reference), f"{ranks}x{per_rank}: {(got - reference).abs().max()}"
     vectorized = tmp_path / "1x4-vectorized"
     train(1, vectorized, *flags, "--workers-per-rank", "4", "--vectorize", "on")
     # one batched pass sums in another order than four small ones: round-off only
