@@ -221,7 +221,7 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.steps_per_epoch, args.epochs, args.eval_every, args.eval_samples = [0], 4, 1, 2, 200
-        args.workers, args.convex_steps = 8, 200
+        args.workers, args.convex_steps = 8, 60
     if args.workers % args.ranks:
         ap.error(f"--ranks {args.ranks} must divide --workers {args.workers}")
     return args
