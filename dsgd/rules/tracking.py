@@ -10,7 +10,7 @@ the next step, when that gradient exists; after it sum_i y_i == sum_i g_prev_i.
 """
 from __future__ import annotations
 
-from .base import Rule, copies
+from .base import Rule
 
 
 class GradientTracking(Rule):

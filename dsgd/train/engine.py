@@ -1,7 +1,7 @@
 """The engine a rule works through: the workers' buffers, their optimizers, and the mixer."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch

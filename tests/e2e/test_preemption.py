@@ -12,8 +12,9 @@ import mpi_harness
 from dsgd import launcher
 from trainer import FAST, TINY, latest_step, train, worker_params
 
-FLAGS = [*FAST, *TINY, "--algorithm", "dsgd", "--topology", "ring", "--momentum", "0.9", "--steps-per-epoch", "300",
-         "--eval-every", "300", "--eval-samples", "500", "--log-every", "1000"]
+STEPS = 2000  # long enough that the signal lands mid-run on an idle machine too
+FLAGS = [*FAST, *TINY, "--algorithm", "dsgd", "--topology", "ring", "--momentum", "0.9", "--steps-per-epoch", "400",
+         "--epochs", "5", "--eval-every", str(STEPS), "--eval-samples", "500", "--log-every", "100000"]
 
 
 def rank_pid(out, rank):
@@ -35,7 +36,7 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
         while not (stopped / "checkpoints" / "latest.json").exists():  # step 0 is saved before training
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
             time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(0.5)
         os.kill(rank_pid(stopped, 2), signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -44,7 +45,7 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
             proc.wait()
     step = latest_step(stopped)
     assert proc.returncode == 4, out[-3000:]
-    assert 0 < step < 300, step
+    assert 0 < step < STEPS, step
     lines = [line for line in out.splitlines() if line.startswith("dsgd.train:")]
     assert lines == [f"dsgd.train: stopped by SIGTERM at step {step}; checkpoint {stopped}/checkpoints/"
                      f"step-{step:08d} (resume with --resume {stopped})"], out[-3000:]

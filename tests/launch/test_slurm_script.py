@@ -24,7 +24,7 @@ def fake_slurm(bin_dir: Path, log: Path) -> None:
     (bin_dir / "srun").write_text(
         "#!/usr/bin/env bash\n"
         "while [ $# -gt 0 ] && [ \"${1#-}\" != \"$1\" ]; do shift; done  # srun's own options\n"
-        f"exec mpirun -np 2 --oversubscribe --bind-to none \"$@\"\n")
+        "exec mpirun -np 2 --oversubscribe --bind-to none \"$@\"\n")
     (bin_dir / "scontrol").write_text(f"#!/usr/bin/env bash\necho \"$@\" >> {log}\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
@@ -48,7 +48,7 @@ def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(
         while not (run_dir / "checkpoints" / "latest.json").exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
             time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(0.5)
         os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1@180 does
         out, _ = proc.communicate(timeout=120)
         step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]

@@ -10,7 +10,6 @@ push-sum preserves sum_i x_i (up to the gradient steps) and sum_i w_i.
 import argparse
 
 import numpy as np
-import torch
 from mpi4py import MPI
 
 import lsq
