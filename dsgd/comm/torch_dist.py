@@ -10,6 +10,7 @@ Under torchrun (RANK/WORLD_SIZE/MASTER_ADDR set) the usual env:// rendezvous is 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from datetime import timedelta
@@ -27,10 +28,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _destroy_at_exit() -> None:
+    """Tear the group down before the interpreter (and then MPI) shuts down: gloo's threads must not
+    outlive it, or a rank can abort in its exit path after all its work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def init_process_group(backend: str = "gloo", timeout_s: float = 300.0) -> None:
     """Join (or reuse) the default process group."""
     if dist.is_initialized():
         return
+    atexit.register(_destroy_at_exit)
     timeout = timedelta(seconds=timeout_s)
     if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
         dist.init_process_group(backend, timeout=timeout)
