@@ -27,6 +27,16 @@ class CommStats:
             setattr(self, k, v)
 
 
+def mean_stats(per_rank: list[dict]) -> dict:
+    """The mean over ranks of saved CommStats (integers rounded down), keyed like as_dict()."""
+    def mean(values):
+        if isinstance(values[0], dict):
+            return {k: mean([v[k] for v in values]) for k in values[0]}
+        m = sum(values) / len(values)
+        return int(m) if isinstance(values[0], int) else m
+    return mean(per_rank)
+
+
 class Request(Protocol):
     def wait(self) -> None: ...
 

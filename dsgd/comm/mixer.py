@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import Communicator, Done, Timer
+from .base import Communicator, Done, Timer, mean_stats
 from .plan import MixPlan, make_plan
 
 PLAN_CACHE_SIZE = 1024  # time-varying families repeat with a period; keep a cycle's worth
@@ -104,6 +104,13 @@ class Mixer:
     def load_state_dict(self, state: dict) -> None:
         self.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
         self.stats.load(state["comm_stats"])
+
+    def regroup_state(self, g) -> dict:
+        """Bytes per worker follow the workers (new ones start at 0); this rank's traffic counters
+        start from the old ranks' mean, so the reported per-rank means continue."""
+        return {"worker_bytes_sent": g.rows(lambda s: s["worker_bytes_sent"],
+                                            lambda: torch.zeros((), dtype=torch.float64)),
+                "comm_stats": mean_stats([s["comm_stats"] for s in g.old])}
 
     def plan(self, W: np.ndarray) -> MixPlan:
         W = np.ascontiguousarray(W, dtype=np.float64)

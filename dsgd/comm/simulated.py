@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import CommStats, Done, Timer
+from .base import CommStats, Done, Timer, mean_stats
 from .plan import check_matrix, classify
 
 
@@ -33,6 +33,13 @@ class SimulatedMixer:
     def load_state_dict(self, state: dict) -> None:
         self.worker_bytes_sent[:] = state["worker_bytes_sent"].numpy()
         self.stats.load(state["comm_stats"])
+
+    def regroup_state(self, g) -> dict:
+        """Bytes per worker follow the workers (new ones start at 0); this rank's traffic counters
+        start from the old ranks' mean, so the reported per-rank means continue."""
+        return {"worker_bytes_sent": g.rows(lambda s: s["worker_bytes_sent"],
+                                            lambda: torch.zeros((), dtype=torch.float64)),
+                "comm_stats": mean_stats([s["comm_stats"] for s in g.old])}
 
     def start(self, buffers: Sequence[torch.Tensor], W: np.ndarray, blocking: bool = False):
         self.mix_(buffers, W)

@@ -82,12 +82,21 @@ class Rule:
         return self.schedule.action(t)
 
     # -- state -------------------------------------------------------------------------
-    buffer_names: tuple[str, ...] = ()   # attributes holding Buffers
+    buffer_names: tuple[str, ...] = ()   # attributes holding Buffers: rows are the workers
+    shared_names: tuple[str, ...] = ()   # those of buffer_names that every worker holds identically
     scalar_names: tuple[str, ...] = ()   # attributes holding plain numbers / flags
 
     def state_dict(self) -> dict:
         return {"buffers": {n: [b.detach().cpu().clone() for b in getattr(self, n)] for n in self.buffer_names},
                 "scalars": {n: getattr(self, n) for n in self.scalar_names}}
+
+    def regroup_state(self, g) -> dict:
+        """The state for this rank's workers in another split of the same workers (a `Regroup`)."""
+        first = g.old[g.owner()]
+        buffers = {n: [first["buffers"][n][i].clone() if n in self.shared_names else
+                       g.rows(lambda s, n=n, i=i: s["buffers"][n][i]) for i in range(len(first["buffers"][n]))]
+                   for n in self.buffer_names}
+        return {"buffers": buffers, "scalars": dict(first["scalars"])}
 
     def load_state_dict(self, state: dict) -> None:
         for n in self.buffer_names:

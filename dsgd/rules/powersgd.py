@@ -15,6 +15,7 @@ from .base import Rule
 
 class PowerSGDAveraging(Rule):
     buffer_names = ("e", "q")
+    shared_names = ("q",)   # the warm start is the same on every worker
 
     def __init__(self, schedule, rank: int, seed: int):
         self.schedule, self.rank, self.seed = schedule, rank, seed

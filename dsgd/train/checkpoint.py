@@ -113,12 +113,13 @@ def find(resume: str) -> tuple[Path, Path, dict]:
     return run_dir, ckpt, manifest
 
 
-def load_rank(ckpt_dir: Path, rank: int) -> dict:
+def load_rank(ckpt_dir: Path, rank: int, mmap: bool = False) -> dict:
+    """One rank's file; mmap: map it rather than read it (tensors are read when touched)."""
     path = Path(ckpt_dir) / f"rank{rank}.pt"
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} is missing")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise CheckpointError(f"checkpoint file {path} is corrupt or not a dsgd checkpoint "
                               f"({type(e).__name__})") from None

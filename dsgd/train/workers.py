@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dsgd.comm import BucketLayout, bind_, bind_grads_
+from dsgd.train.regroup import zeroed_optimizer_state
 
 
 def float_buffers(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -121,6 +122,19 @@ class WorkerSet:
                 b.copy_(s)
         for o, saved in zip(self.optimizers, state["optim"]):
             o.load_state_dict(saved)
+
+    def regroup_state(self, g) -> dict:
+        """This rank's workers from the old ranks' saved states (a `Regroup`): rows of the workers
+        it keeps; a new worker gets the old workers' average parameters and floating-point buffers
+        and a zeroed optimizer state."""
+        def mean_buffers():
+            every = [m for st in g.old for m in st["buffers"]]   # every old worker's buffers
+            return [torch.stack([m[i] for m in every]).double().mean(0).to(b.dtype) if b.is_floating_point()
+                    else b.clone() for i, b in enumerate(every[0])]
+        return {"params": [g.rows(lambda s, b=b: s["params"][b], lambda b=b: g.mean_row(lambda s: s["params"][b]))
+                           for b in range(len(self.params))],
+                "buffers": g.items(lambda s: s["buffers"], mean_buffers),
+                "optim": g.items(lambda s: s["optim"], lambda: zeroed_optimizer_state(g.old[0]["optim"][0]))}
 
     # -- what else mixing may carry --------------------------------------------------------
     def packed_buffers(self):
