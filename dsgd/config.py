@@ -44,6 +44,12 @@ ALL_AT_LEAST_1 = (lambda v: all(isinstance(h, int) and h >= 1 for h in v), "inte
 TWO_FRACTIONS = (lambda v: len(v) == 2 and all(fraction(b) for b in v), "two numbers in [0, 1)")
 
 
+def partition_spec(spec: str) -> bool:
+    from dsgd.data.partition import parse_partition
+    parse_partition(spec)  # raises ValueError naming the problem
+    return True
+
+
 @dataclass
 class DataConfig:
     dataset: str = opt("fashion-mnist", "training data", ["fashion-mnist", "cifar10", "synthetic"])
@@ -54,6 +60,10 @@ class DataConfig:
     steps_per_epoch: int = opt(0, "steps per epoch; 0 derives floor(train size / total batch)", check=at_least(0))
     augment: Optional[bool] = opt(None, "random crop + flip; none: on for CIFAR-10, off for Fashion-MNIST")
     label_noise: float = opt(0.0, "probability of replacing a drawn label by a random other class", check=IN_UNIT)
+    partition: str = opt("iid", "which samples each worker trains on: iid (every worker samples the whole set), "
+                         "dirichlet:alpha=A (each class split over the workers in Dirichlet(alpha) proportions), "
+                         "shards:k=K (label-sorted shards, K per worker), sorted (label-sorted, one contiguous "
+                         "part per worker)", check=(partition_spec, "a partition spec"))
 
 
 @dataclass
@@ -152,6 +162,11 @@ class RunConfig:
     eval_on_start: bool = opt(False, "evaluate the initial model")
     eval_samples: int = opt(0, "evaluate on the first this many test samples (0: the whole test set)",
                             check=at_least(0))
+    heterogeneity_metrics: Optional[bool] = opt(None, "log zeta2 (gradient heterogeneity at x_bar) and each "
+                                                "worker's own test accuracy at every evaluation; none: on unless "
+                                                "--partition iid")
+    probe_samples: int = opt(256, "samples of each worker's part (fixed for the run) on which zeta2 is estimated",
+                             check=at_least(1))
     bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model",
                           check=at_least(0))
     out: str = opt("runs/latest", "run directory")

@@ -5,7 +5,8 @@ from dsgd.data.datasets import DATASETS, Dataset, load_dataset, to_float
 from dsgd.data.errors import DatasetError
 from dsgd.data.label_noise import corrupt_labels
 from dsgd.data.rng import derive_seed, generator
-from dsgd.data.samplers import (Sampler, WithoutReplacementSampler, WithReplacementSampler,
+from dsgd.data.partition import PartitionSpec, class_histogram, parse_partition, split
+from dsgd.data.samplers import (PartSampler, Sampler, WithoutReplacementSampler, WithReplacementSampler,
                                 make_sampler)
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "DatasetError",
     "corrupt_labels",
     "derive_seed", "generator",
-    "Sampler", "WithoutReplacementSampler", "WithReplacementSampler", "make_sampler",
+    "PartitionSpec", "class_histogram", "parse_partition", "split",
+    "PartSampler", "Sampler", "WithoutReplacementSampler", "WithReplacementSampler", "make_sampler",
 ]

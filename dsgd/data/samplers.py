@@ -1,6 +1,7 @@
-"""Which training samples each worker sees at each step (Gu et al. 2023, Algorithms 1 and 2).
+"""Which training samples each worker sees at each step (Gu et al. 2023, Algorithms 1 and 2),
+or, with a fixed partition, which samples of its own part.
 
-Both samplers answer `indices(worker, step)` as a pure function of (seed, worker,
+Every sampler answers `indices(worker, step)` as a pure function of (seed, worker,
 step), so resuming needs only the step number and a worker's batches do not
 depend on how workers are spread over processes.
 """
@@ -127,8 +128,76 @@ class WithReplacementSampler:
         return torch.randint(self.n_samples, (self.local_batch,), generator=g)
 
 
+class PartSampler:
+    """Each worker samples only its own fixed part of the training set (a label-skewed partition).
+
+    With replacement, a local batch is drawn uniformly from the part with
+    generator(seed, "draw", worker, step). Without, each worker walks its own stream of
+    permutations of its part, a fresh one (generator(seed, "part-perm", worker, pass)) each
+    time the part runs out; step s reads stream positions s * B .. s * B + B - 1, so a batch
+    may end one pass and start the next, and parts smaller than B repeat samples within it.
+
+    Args:
+        parts: the sample indices of each worker (from dsgd.data.partition.split).
+        local_batch, seed: as for WithoutReplacementSampler.
+        replacement: draw with replacement from the part, or walk it.
+        steps_per_epoch: only names the epoch length; defaults to
+            max(1, sum of part sizes // (n_workers * local_batch)): the mean part size over
+            the local batch, so one epoch is one pass over the data in total.
+
+    Example:
+        >>> s = PartSampler([torch.arange(0, 10), torch.arange(10, 13)], 3, seed=0, replacement=False)
+        >>> sorted(s.indices(1, 0).tolist()), sorted(s.indices(1, 1).tolist())  # one pass each
+        ([10, 11, 12], [10, 11, 12])
+    """
+
+    def __init__(self, parts, local_batch: int, seed: int, replacement: bool,
+                 steps_per_epoch: int | None = None) -> None:
+        self.parts = [torch.as_tensor(p, dtype=torch.int64) for p in parts]
+        n_samples = sum(len(p) for p in self.parts)
+        _check_sizes(n_samples, len(self.parts), local_batch)
+        if any(len(p) == 0 for p in self.parts):
+            raise ValueError("every worker's part must hold at least one sample")
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, n_samples // (len(self.parts) * local_batch))
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.n_samples, self.n_workers, self.local_batch = n_samples, len(self.parts), local_batch
+        self.seed, self.replacement, self.steps_per_epoch = seed, replacement, steps_per_epoch
+        self._perms: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _perm(self, worker: int, pass_: int) -> torch.Tensor:
+        key = (worker, pass_)
+        if key not in self._perms:
+            if len(self._perms) > 4 * self.n_workers:  # steps arrive in order: keep only recent passes
+                self._perms.clear()
+            g = generator(self.seed, "part-perm", worker, pass_)
+            self._perms[key] = torch.randperm(len(self.parts[worker]), generator=g)
+        return self._perms[key]
+
+    def indices(self, worker: int, step: int) -> torch.Tensor:
+        """Sample indices (int64, length local_batch) for `worker` at global `step`."""
+        _check_query(worker, step, self.n_workers)
+        part, B = self.parts[worker], self.local_batch
+        if self.replacement:
+            g = generator(self.seed, "draw", worker, step)
+            return part[torch.randint(len(part), (B,), generator=g)]
+        positions = torch.arange(step * B, (step + 1) * B, dtype=torch.int64)
+        passes, offsets = positions // len(part), positions % len(part)
+        out = torch.empty(B, dtype=torch.int64)
+        for p in passes.unique().tolist():
+            hit = passes == p
+            out[hit] = part[self._perm(worker, p)[offsets[hit]]]
+        return out
+
+
 def make_sampler(replacement: bool, n_samples: int, n_workers: int, local_batch: int,
-                 seed: int, steps_per_epoch: int | None = None) -> Sampler:
-    """WithReplacementSampler if `replacement`, else WithoutReplacementSampler."""
+                 seed: int, steps_per_epoch: int | None = None, parts=None) -> Sampler:
+    """WithReplacementSampler if `replacement`, else WithoutReplacementSampler; a PartSampler
+    over `parts` (one index array per worker) when they are given."""
+    if parts is not None:
+        if len(parts) != n_workers or sum(len(p) for p in parts) != n_samples:
+            raise ValueError(f"parts must be {n_workers} arrays covering {n_samples} samples")
+        return PartSampler(parts, local_batch, seed, replacement, steps_per_epoch)
     cls = WithReplacementSampler if replacement else WithoutReplacementSampler
     return cls(n_samples, n_workers, local_batch, seed, steps_per_epoch)

@@ -12,6 +12,7 @@ from typing import Callable
 from dsgd.config import Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.compress import parse_codec
+from dsgd.data.partition import parse_partition, split
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
@@ -65,6 +66,27 @@ def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
         raise ConfigError(f"steps-per-epoch {spe} needs {spe * n * cfg.run.batch_size} samples per epoch without "
                           f"replacement; the training set has {train_size}")
     return Plan(n, spe, max(1, math.ceil(cfg.run.epochs * spe)))
+
+
+def partition(cfg: Config, n_workers: int, train_set) -> list | None:
+    """Each worker's fixed part of the training set (index arrays), or None for --partition iid.
+
+    Steps per epoch stay floor(train size / total batch) either way: the mean part size over
+    the local batch, so an epoch is one pass over the data in total.
+    """
+    spec = parse_partition(cfg.data.partition)
+    if spec.name == "iid":
+        return None
+    try:
+        return split(train_set.labels.cpu().numpy(), n_workers, spec, cfg.run.seed, train_set.num_classes)
+    except ValueError as e:
+        raise ConfigError(f"--partition {cfg.data.partition}: {e}") from None
+
+
+def heterogeneity_metrics(cfg: Config) -> bool:
+    """Whether evaluations also log zeta2 and the workers' own test accuracies (default: off for iid)."""
+    on = cfg.run.heterogeneity_metrics
+    return parse_partition(cfg.data.partition).name != "iid" if on is None else on
 
 
 def lr_schedule(cfg: Config, p: Plan) -> LRSchedule:

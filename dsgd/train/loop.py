@@ -13,6 +13,7 @@ from dsgd.config import Config
 from dsgd.data.augment import Augmentation, augmentation_for
 from dsgd.data.batches import local_batch
 from dsgd.data.datasets import load_dataset
+from dsgd.data.partition import class_histogram
 from dsgd.data.samplers import make_sampler
 from dsgd.device import pick_device
 from dsgd.models import build_model
@@ -21,6 +22,8 @@ from dsgd.train import checkpoint as ckpt
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
 from dsgd.train.engine import Engine
+from dsgd.train.heterogeneity import Heterogeneity
+from dsgd.train.partition_report import write_partition
 from dsgd.train.metrics import Meters, RunLog
 from dsgd.train.preempt import Preempted
 from dsgd.train.vectorized import make_workers
@@ -42,6 +45,7 @@ class Run:
         self.train_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=True)
         self.test_set = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=False)
         self.plan = build.plan(cfg, self.comm.size, len(self.train_set))
+        self.parts = build.partition(cfg, self.plan.n_workers, self.train_set)  # None: iid
         self.lr = build.lr_schedule(cfg, self.plan)
         self.rule = build.rule(cfg, self.plan, self.lr)
         torch.manual_seed(r.seed)  # same seed on every rank: all workers start identical
@@ -50,7 +54,7 @@ class Run:
                             n_groups=cfg.model.n_groups if cfg.model.norm == "gn" else None)
         K = r.workers_per_rank
         self.sampler = make_sampler(cfg.data.replacement, len(self.train_set), self.plan.n_workers,
-                                    r.batch_size, r.seed, self.plan.steps_per_epoch)
+                                    r.batch_size, r.seed, self.plan.steps_per_epoch, parts=self.parts)
         aug = cfg.data.augment
         # unset: the dataset's usual choice; true: random crop (padding 4) and horizontal flip
         self.augment = augmentation_for(cfg.data.dataset) if aug is None else (
@@ -62,11 +66,27 @@ class Run:
                              weight_decay=self._decay_per_tensor(model))
         self.rule.attach(self.engine)
         self.log = RunLog(out, self.comm.rank)
+        if self.parts is not None:
+            self._report_partition(out)
+        self.heterogeneity = Heterogeneity(self.train_set, self.parts, self.workers.workers, r.probe_samples,
+                                           r.seed, self.device) if build.heterogeneity_metrics(cfg) else None
         self.meters = Meters()
         self.out = out
         self.step = 0
         self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
         self.stop_signal = 0    # the signal the ranks agreed to stop on
+
+    def _report_partition(self, out: Path) -> None:
+        """partition.json / partition.png (rank 0) and one log line on the part sizes."""
+        hist = class_histogram(self.train_set.labels.cpu().numpy(), self.parts, self.train_set.num_classes)
+        sizes = hist.sum(axis=1)
+        if self.comm.rank == 0:
+            note = write_partition(out, self.cfg.data.partition, hist)
+            if note:
+                self.log.info(note)
+        top = (hist.max(axis=1) / sizes).mean()
+        self.log.info(f"partition {self.cfg.data.partition}: {len(sizes)} parts of {sizes.min()}..{sizes.max()} "
+                      f"samples; a worker's largest class is {100 * top:.0f}% of its part on average")
 
     def _decay_per_tensor(self, model) -> list[float]:
         """Weight decay of each parameter tensor, for rules that update by their own recursion."""
@@ -148,6 +168,9 @@ class Run:
             "comm_s": comm_s / comm.size, "compute_s": compute_s / comm.size,
             "wall_s": time.time() - self._t_start,
         }
+        if self.heterogeneity is not None:
+            row.update(self.heterogeneity.measure(self.eval_model, w.models, self.test_set, self.mixer,
+                                                  w.first_worker, self.device, cfg.run.eval_samples))
         self.meters.window = [0.0, 0.0, 0.0]
         self.log.metrics(row)
         self.log.info(f"eval step {step}: test acc {test_acc:.4f} loss {test_loss:.4f}  consensus {cd:.3g}  "

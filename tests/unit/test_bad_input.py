@@ -84,6 +84,16 @@ CASES = [
     (["--steps-per-epoch", "100000"], "steps-per-epoch 100000 needs"),
     (["--batch-size", "70000"], "is larger than the training set"),
     (["--resume", "{tmp}/nowhere"], "no checkpoint to resume from in {tmp}/nowhere"),
+    (["--partition", "zebra"], "--partition: unknown partition 'zebra' (known: iid, dirichlet:alpha=A, shards:k=K, "
+     "sorted)"),
+    (["--partition", "dirichlet:alpha=0"], "--partition: dirichlet alpha must be > 0 (and finite), got 0"),
+    (["--partition", "dirichlet"], "--partition: partition dirichlet needs alpha=..., e.g. dirichlet:alpha=0.1"),
+    (["--partition", "shards:k=0"], "--partition: shards k must be >= 1, got 0"),
+    (["--partition", "shards:k=11"], "--partition shards:k=11: shards k=11 is more than the 10 classes"),
+    (["--partition", "shards:k=10", "--replacement", "true", "--workers-per-rank", "7000"],
+     "--partition shards:k=10: 7000 workers x k=10 shards = 70000 shards but only 60000 samples: some shards, "
+     "and workers, would be empty"),
+    (["--probe-samples", "0"], "--probe-samples must be >= 1, got 0"),
 ]
 
 
