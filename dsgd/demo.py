@@ -2,12 +2,15 @@
 
     python -m dsgd.demo [--ranks 4] [--steps 150] [--out runs/demo]
 
-Each configuration is a real `mpirun -np RANKS python -m dsgd.train` job on this machine.
+Each configuration is a real `mpirun -np RANKS ... python -m mpi4py -m dsgd.train` job on this
+machine, built by dsgd.launcher; the line printed before each job is exactly the one it runs
+(oversubscription and all), so it can be pasted into a shell from the same directory.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,9 +41,10 @@ def main(argv=None) -> int:
                "--batch-size", str(args.batch_size), "--lr", "0.05", "--momentum", "0.9",
                "--steps-per-epoch", str(args.steps), "--epochs", "1", "--eval-every", str(args.steps),
                "--log-every", str(max(1, args.steps // 3)), "--out", str(run_dir)]
-        print(f"== {name}: mpirun -np {args.ranks} python -m dsgd.train {' '.join(cmd[2:])}", flush=True)
+        line = launcher.mpirun_command(args.ranks, cmd)
+        print(f"== {name}: {shlex.join(line)}", flush=True)
         t0 = time.time()
-        res = launcher.run(args.ranks, cmd, capture=False, timeout=1800)
+        res = launcher.execute(line, capture=False, timeout=1800)
         if res.returncode != 0:
             print(f"demo: {name} failed with status {res.returncode}", file=sys.stderr)
             return res.returncode

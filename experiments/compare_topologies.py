@@ -90,10 +90,11 @@ def run_job(config: dict, n: int, args) -> dict:
     cmd = trainer_args(config, n, args, run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the trainer appends to metrics.jsonl; a rerun must start from nothing
-    shown = shlex.join(launcher.mpirun_command(args.ranks, cmd, python="python"))
+    line = launcher.mpirun_command(args.ranks, cmd)
+    shown = shlex.join(line)
     print(f"== n={n} {config['label']}: {shown}", flush=True)
     t0 = time.time()
-    res = launcher.run(args.ranks, cmd, timeout=args.timeout, capture=True)
+    res = launcher.execute(line, timeout=args.timeout, capture=True)
     wall = time.time() - t0
     if res.returncode != 0:
         sys.exit(f"compare_topologies: n={n} {config['label']} failed with status {res.returncode}:\n"
@@ -148,8 +149,8 @@ def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
               "handed to allreduce); spectral gap 1 - lambda2(W), per step over one period for time-varying "
               "graphs; wall s of the whole mpirun job, start-up included.", ""]
     lines += [f"- {note}" for note in meta["notes"]]
-    lines += ["", "## Commands", "", "Launched through `dsgd.launcher`, which also sets OMP_NUM_THREADS=1, "
-              "OMPI_MCA_mpi_yield_when_idle=1 and, as root, OMPI_ALLOW_RUN_AS_ROOT=1.", "", "```"]
+    lines += ["", "## Commands", "", "Launched through `dsgd.launcher`: each line is exactly the command that "
+              "ran, from the directory the script was started in.", "", "```"]
     lines += [r["command"] for r in results] + ["```", ""]
     path.write_text("\n".join(lines))
 

@@ -56,10 +56,11 @@ def deep(args) -> dict:
                    str(args.workers // args.ranks), "--steps-per-epoch", str(args.steps_per_epoch), "--epochs",
                    str(args.epochs), "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples),
                    "--out", str(run_dir)]
-            shown = shlex.join(launcher.mpirun_command(args.ranks, cmd, python="python"))
+            line = launcher.mpirun_command(args.ranks, cmd)
+            shown = shlex.join(line)
             print(f"== {name} seed {seed}: {shown}", flush=True)
             t0 = time.time()
-            res = launcher.run(args.ranks, cmd, timeout=args.timeout)
+            res = launcher.execute(line, timeout=args.timeout)
             if res.returncode != 0:
                 sys.exit(f"compression: {name} seed {seed} failed ({res.returncode}):\n{res.stdout[-3000:]}")
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -124,7 +124,8 @@ def run_arm(arm: str, seed: int, args, m_bytes: int) -> dict:
     """Train one arm with one seed (or reuse an identical finished run) and summarize it."""
     run_dir = Path(args.runs) / arm / f"seed{seed}"
     cmd = trainer_args(arm, seed, args, run_dir)
-    shown = shlex.join(launcher.mpirun_command(RANKS, cmd, python="python"))
+    line = launcher.mpirun_command(RANKS, cmd)
+    shown = shlex.join(line)
     stamp = run_dir / "reproduce-command.txt"
     rows = read_metrics(run_dir)
     reused = bool(rows) and stamp.exists() and stamp.read_text() == shown and rows[-1]["step"] == args.steps
@@ -136,7 +137,7 @@ def run_arm(arm: str, seed: int, args, m_bytes: int) -> dict:
             shutil.rmtree(run_dir)  # the trainer appends to metrics.jsonl; start from nothing
         print(f"== {arm} seed {seed}: {shown}", flush=True)
         t0 = time.time()
-        res = launcher.run(RANKS, cmd, timeout=args.timeout, capture=True)
+        res = launcher.execute(line, timeout=args.timeout, capture=True)
         wall = time.time() - t0
         if res.returncode != 0:
             sys.exit(f"reproduce: {arm} seed {seed} failed with status {res.returncode}:\n{res.stdout[-4000:]}")
@@ -247,8 +248,8 @@ def write_claim_markdown(path: Path, res: dict) -> None:
         s = res["stats"][arm]
         lines.append(f"- `{arm}`: " + ", ".join(f"seed {sd}: {a:.4f}" for sd, a in zip(s["seeds"], s["final_test_acc"])))
     lines += ["", "## Verdict", "", res["verdict"], "", *([c["note"], ""] if "note" in c else []), res["scale_note"], "", "## Commands", "",
-              "Launched through `dsgd.launcher.run` (which sets OMP_NUM_THREADS=1, OMPI_MCA_mpi_yield_when_idle=1 "
-              "and, as root, OMPI_ALLOW_RUN_AS_ROOT=1).", "", "```"]
+              "Launched through `dsgd.launcher`: each line is exactly the command that ran, from the directory "
+              "the script was started in.", "", "```"]
     lines += [r["command"] for r in res["runs"]] + ["```", ""]
     path.write_text("\n".join(lines))
 

@@ -3,8 +3,8 @@
     python -m dsgd.bench scaling --json          (not under mpirun: it launches the jobs itself)
     python -m dsgd.bench scaling --ranks 1 2 4 8 16 --steps 100
 
-Each job is `python -m dsgd.train` through dsgd.launcher (one torch thread per rank, ranks
-yield the core while they wait) for two epochs of --steps steps, evaluating at the end of
+Each job is `python -m dsgd.train` through dsgd.launcher (one torch thread per rank; ranks
+yield the core while they wait when they outnumber the cores) for two epochs of --steps steps, evaluating at the end of
 each on 500 test samples. The local batch is fixed, so N ranks do N times the work of one.
 
 Throughput is read from the second epoch alone, between the two rows of metrics.jsonl:
@@ -70,7 +70,7 @@ def read_window(out: Path, steps: int) -> dict:
 def measure(args, algorithm: str, ranks: int, root: Path) -> dict:
     out = root / f"{algorithm}-{ranks}"
     load = load_average()
-    res = launcher.run(ranks, train_args(args, algorithm, ranks, out), timeout=args.timeout)
+    res = launcher.run(ranks, train_args(args, algorithm, ranks, out), timeout=args.timeout, threads=1)
     if res.returncode != 0:
         raise RuntimeError(f"{algorithm} on {ranks} ranks failed with status {res.returncode}:\n"
                            f"{(res.stdout or '')[-3000:]}")
