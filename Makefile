@@ -1,6 +1,8 @@
 # Two entry points: `make demo` (a short decentralized training run) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Options of the demo, e.g. make demo DEMO_ARGS="--ranks 2 --steps 20" (python -m dsgd.demo --help).
+DEMO_ARGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install demo test bench lint
@@ -12,7 +14,7 @@ $(VENV)/.installed: setup.py scripts/install.sh
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m dsgd.demo
+	$(PY) -m dsgd.demo $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider

