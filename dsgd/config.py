@@ -183,7 +183,9 @@ class RunConfig:
                                 check=at_least(0))
     threads: int = opt(0, "torch threads per process (0: leave as is)", check=at_least(0))
     comm_timeout: float = opt(0.0, "fail a neighbour exchange that takes longer than this many seconds, naming "
-                              "the rank waited on (0: wait forever)", check=at_least(0))
+                              "the rank waited on (0: wait forever); with --backend torch, the timeout of every "
+                              "torch.distributed operation, setup and checkpoint barriers included (0: 300 s)",
+                              check=at_least(0))
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,

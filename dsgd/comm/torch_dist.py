@@ -7,10 +7,17 @@ so NCCL sees one GPU per rank.
 Launched under mpirun, ranks learn their rank and world size from the MPI launcher's
 environment and rendezvous at rank 0's address, which rank 0 publishes over MPI.
 Under torchrun (RANK/WORLD_SIZE/MASTER_ADDR set) the usual env:// rendezvous is used.
+
+The group's timeout is --comm-timeout (DSGD_COMM_TIMEOUT), else DEFAULT_TIMEOUT_S. It is
+torch.distributed's own: it bounds the rendezvous and every operation of the group (gossip
+sends and receives, allreduces, the setup and checkpoint barriers), not only neighbour
+exchanges as with MPI. On gloo a timed-out operation raises on the rank that waited; it is
+reported as a CommTimeout. NCCL operations are ended by torch's watchdog, which stops the rank.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 from datetime import timedelta
@@ -20,6 +27,9 @@ import torch
 import torch.distributed as dist
 
 from .base import CommStats
+from .mpi import CommTimeout, comm_timeout_s
+
+DEFAULT_TIMEOUT_S = 300.0  # the group's timeout when --comm-timeout is 0
 
 
 def _free_port() -> int:
@@ -35,7 +45,7 @@ def _destroy_at_exit() -> None:
         dist.destroy_process_group()
 
 
-def init_process_group(backend: str = "gloo", timeout_s: float = 300.0) -> None:
+def init_process_group(backend: str = "gloo", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     """Join (or reuse) the default process group."""
     if dist.is_initialized():
         return
@@ -54,13 +64,30 @@ def init_process_group(backend: str = "gloo", timeout_s: float = 300.0) -> None:
     dist.init_process_group(backend, init_method=addr, rank=comm.rank, world_size=comm.size, timeout=timeout)
 
 
+class _Timeouts:
+    """Turns gloo's "Timed out waiting" errors into a CommTimeout naming the rank and the operation."""
+
+    def __init__(self, rank: int, timeout_s: float, what: str):
+        self.rank, self.timeout_s, self.what = rank, timeout_s, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is not None and issubclass(kind, RuntimeError) and "timed out" in str(err).lower():
+            raise CommTimeout(f"rank {self.rank} waited more than {self.timeout_s:g}s on: torch.distributed "
+                              f"{self.what}") from None
+        return False
+
+
 class _Works:
-    def __init__(self, works, keep):
-        self.works, self.keep = works, keep
+    def __init__(self, works, keep, timeouts: _Timeouts | None = None):
+        self.works, self.keep, self.timeouts = works, keep, timeouts
 
     def wait(self) -> None:
-        for w in self.works:
-            w.wait()
+        with self.timeouts or contextlib.nullcontext():
+            for w in self.works:
+                w.wait()
         self.works, self.keep = [], None
 
 
@@ -75,16 +102,22 @@ class TorchDistCommunicator:
     Args:
         device: where the training tensors live (default cpu); picks the backend.
         backend: override, e.g. "gloo" for GPU tensors staged by the user.
+        timeout_s: the group's timeout; None: DSGD_COMM_TIMEOUT (--comm-timeout), 0: DEFAULT_TIMEOUT_S.
     """
 
-    def __init__(self, device: torch.device | str = "cpu", backend: str | None = None):
+    def __init__(self, device: torch.device | str = "cpu", backend: str | None = None,
+                 timeout_s: float | None = None):
         device = torch.device(device)
         if device.type == "cuda":
             torch.cuda.set_device(device)  # before the group: NCCL binds each rank to the current GPU
         self.backend = backend or backend_for(device)
-        init_process_group(self.backend)
+        self.timeout_s = (comm_timeout_s() if timeout_s is None else timeout_s) or DEFAULT_TIMEOUT_S
+        init_process_group(self.backend, self.timeout_s)
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.stats = CommStats()
+
+    def _timeouts(self, what: str) -> _Timeouts:
+        return _Timeouts(self.rank, self.timeout_s, what)
 
     def allreduce_sum_(self, buf: torch.Tensor) -> None:
         self.iallreduce_sum(buf, blocking=True).wait()
@@ -92,8 +125,9 @@ class TorchDistCommunicator:
     def iallreduce_sum(self, buf: torch.Tensor, blocking: bool = False):
         self.stats.allreduce_bytes += buf.numel() * buf.element_size()
         self.stats.messages += 1
-        work = dist.all_reduce(buf, op=dist.ReduceOp.SUM, async_op=not blocking)
-        return _Works([work] if work is not None else [], buf)
+        with self._timeouts("allreduce"):
+            work = dist.all_reduce(buf, op=dist.ReduceOp.SUM, async_op=not blocking)
+        return _Works([work] if work is not None else [], buf, self._timeouts("allreduce"))
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
@@ -106,23 +140,27 @@ class TorchDistCommunicator:
             self.stats.bytes_sent += t.numel() * t.element_size()
             self.stats.messages += 1
         works = dist.batch_isend_irecv(ops) if ops else []
-        return _Works(works, (sends, recvs))
+        peers = ", ".join(f"receive from rank {peer}" for peer, _ in recvs)
+        return _Works(works, (sends, recvs), self._timeouts(peers or "send"))
 
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         t = torch.tensor(list(values), dtype=torch.float64)  # CPU: goes over gloo
-        dist.all_reduce(t)
+        with self._timeouts("allreduce"):
+            dist.all_reduce(t)
         return t.tolist()
 
     def allreduce_max(self, value: float) -> float:
         t = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        with self._timeouts("allreduce"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
     def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Every rank's (K, P) rows stacked in rank order, (size * K, P)."""
         rows = rows.contiguous()
         out = [torch.empty_like(rows) for _ in range(self.size)]
-        dist.all_gather(out, rows)
+        with self._timeouts("allgather"):
+            dist.all_gather(out, rows)
         self.stats.bytes_sent += rows.numel() * rows.element_size()
         self.stats.bytes_recv += (self.size - 1) * rows.numel() * rows.element_size()
         self.stats.messages += 1
@@ -130,8 +168,10 @@ class TorchDistCommunicator:
 
     def allgather_object(self, obj):
         out = [None] * self.size
-        dist.all_gather_object(out, obj)
+        with self._timeouts("allgather"):
+            dist.all_gather_object(out, obj)
         return out
 
     def barrier(self) -> None:
-        dist.barrier()
+        with self._timeouts("barrier"):
+            dist.barrier()
