@@ -152,7 +152,8 @@ class CompressConfig:
 
 @dataclass
 class RunConfig:
-    epochs: float = opt(1.0, "training length in epochs", check=above(0))
+    epochs: float = opt(1.0, "training length in epochs; on --resume, the new total length (2 after a run "
+                        "of 1 trains one more epoch)", check=above(0))
     batch_size: int = opt(32, "local batch size per worker", check=at_least(1))
     total_batch_size: int = opt(0, "total batch size; if given it must equal workers x local batch", check=at_least(0))
     physical_batch_size: int = opt(0, "largest batch put through the model at once (gradient accumulation)",
@@ -169,7 +170,10 @@ class RunConfig:
                              check=at_least(1))
     bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model",
                           check=at_least(0))
-    out: str = opt("runs/latest", "run directory")
+    out: str = opt("runs/latest", "run directory; it holds one run (see --overwrite, --resume)")
+    overwrite: bool = opt(False, "start a new run in --out even though it holds one: that run's config, metrics, "
+                          "checkpoints, logs and TensorBoard files are deleted once the new run has started "
+                          "(other files stay); without it such a start is refused")
     backend: str = opt("mpi", "communication backend", ["mpi", "torch"])
     workers_per_rank: int = opt(1, "workers held by each process (global workers = ranks x this)", check=at_least(1))
     vectorize: str = opt("auto", "train a rank's workers in one batched pass", ["auto", "on", "off"])
@@ -331,10 +335,13 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     ap.__class__ = _Parser
     ns = ap.parse_args(argv)
     cfg = Config()
+    asked, ns.saved = ns.resume, None
     if ns.resume == "auto":
         ns.resume = _auto_resume(ns)
+    ns.auto_fresh = asked == "auto" and not ns.resume  # nothing to resume: start over in --out
     if ns.resume:
         cfg = _saved_config(ns.resume)
+        ns.saved = cfg.as_dict()  # the run's settings before this command, to record what it changes
     ns.given = set()  # settings the user named (recipe or flag), for "ignored by this algorithm" warnings
     if ns.config:
         for k, v in load_recipe(ns.config).items():
@@ -345,6 +352,8 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
         if v is not None:
             _set(cfg, name, v)
             ns.given.add(name)
+    if asked and cfg.run.overwrite:
+        raise ConfigError("--overwrite true starts a new run and --resume continues one: give one of them")
     return cfg, ns
 
 
@@ -369,6 +378,7 @@ def _saved_config(resume: str) -> Config:
         raise ConfigError(f"{run_dir} has no config.yaml to resume with")
     cfg = from_dict(yaml.safe_load(saved.read_text()) or {})
     cfg.run.out = str(run_dir)
+    cfg.run.overwrite = False  # what started the run, not a setting it continues with
     return cfg
 
 

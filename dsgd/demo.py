@@ -35,12 +35,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     rows = []
+    print(f"demo: one run directory per configuration under {out}/; a demo run there before is replaced "
+          f"(--overwrite true)", flush=True)
     for name, flags in CONFIGS.items():
         run_dir = out / name.split(" (")[0].replace(" ", "-").replace(",", "").replace("=", "")
         cmd = ["-m", "dsgd.train", *flags, "--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none",
                "--batch-size", str(args.batch_size), "--lr", "0.05", "--momentum", "0.9",
                "--steps-per-epoch", str(args.steps), "--epochs", "1", "--eval-every", str(args.steps),
-               "--log-every", str(max(1, args.steps // 3)), "--out", str(run_dir)]
+               "--log-every", str(max(1, args.steps // 3)), "--out", str(run_dir), "--overwrite", "true"]
         line = launcher.mpirun_command(args.ranks, cmd)
         print(f"== {name}: {shlex.join(line)}", flush=True)
         t0 = time.time()

@@ -55,7 +55,8 @@ def train_args(args, algorithm: str, ranks: int, out: Path) -> list[str]:
     flags = ["-m", "dsgd.train", "--algorithm", algorithm, "--model", args.model, "--norm", "none",
              "--dataset", args.dataset, "--batch-size", str(args.batch_size), "--lr", "0.05", "--momentum", "0.9",
              "--steps-per-epoch", str(args.steps), "--epochs", "2", "--eval-every", str(args.steps),
-             "--eval-samples", "500", "--log-every", "1000000", "--threads", "1", "--out", str(out)]
+             "--eval-samples", "500", "--log-every", "1000000", "--threads", "1", "--out", str(out),
+             "--overwrite", "true"]  # a rerun into the same --out measures afresh
     topo = topology_for(algorithm, args.topology, ranks)
     return flags + (["--topology", topo] if topo else [])
 

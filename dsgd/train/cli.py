@@ -19,7 +19,7 @@ from dsgd.data.errors import DatasetError
 from dsgd.comm.mpi import CommTimeout
 from dsgd.device import DeviceError
 from dsgd.local_rank import global_rank
-from dsgd.train.checkpoint import CheckpointError
+from dsgd.train.checkpoint import CheckpointError, find
 from dsgd.train.loop import NonFiniteError
 from dsgd.train.preempt import STOPPED, Preempted, StopSignal
 
@@ -30,7 +30,6 @@ INTERNAL_ERROR = 1
 
 def last_checkpoint(out: Path) -> str:
     try:
-        from dsgd.train.checkpoint import find
         _, ckpt_dir, _ = find(str(out))
         return f"the last good checkpoint is {ckpt_dir} (resume with --resume {out})"
     except CheckpointError:
@@ -66,11 +65,26 @@ def agree_on_errors(comm, error: str | None) -> str | None:
     return "; ".join(f"rank {errors.index(e)}: {e}" for e in distinct)
 
 
+def claim_run_dir(comm, cfg, ns):
+    """Rank 0 decides whether this run may write to --out (moving a run it replaces aside) while the
+    other ranks wait, before any rank writes there; its decision is every rank's. (claim, error)."""
+    from dsgd.train.rundir import Claim
+    claim, error = None, None
+    try:
+        if comm.rank == 0:
+            claim = Claim(Path(cfg.run.out), cfg.run.overwrite, ns.saved["run"]["out"] if ns.saved else None,
+                          ns.auto_fresh)
+    except (ConfigError, OSError) as e:
+        error = str(e)
+    return claim, comm.allgather_object(error)[0]
+
+
 def setup(cfg, ns):
     """Device, communicator and run, with every setup error agreed across ranks."""
     import torch
     from dsgd.comm import Mixer, make_communicator
     from dsgd.device import check_gpu_sharing, device_identity, pick_device
+    from dsgd.train import rundir
     error, run = None, None
     try:
         device = pick_device(cfg.run.device)
@@ -83,14 +97,36 @@ def setup(cfg, ns):
     try:
         if error is None:
             check_gpu_sharing(identities, cfg.run.share_gpus)
-            out.mkdir(parents=True, exist_ok=True)
-            from dsgd.train.loop import Run
-            run = Run(cfg, mixer, out, device)
-            if ns.resume:
-                run.restore(ns.resume)
+    except DeviceError as e:
+        error = str(e)
+    error = agree_on_errors(comm, error)
+    if error:
+        return comm, None, error
+    claim, error = claim_run_dir(comm, cfg, ns)
+    if error:
+        return comm, None, error
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        from dsgd.train.loop import Run
+        run = Run(cfg, mixer, out, device)
+        if ns.resume:
+            _, ckpt_dir, manifest = find(ns.resume)
+            step, total = int(ckpt_dir.name.split("-")[-1]), run.plan.total_steps
+            if step > total:  # before restoring, which drops the metrics rows past the checkpoint
+                raise ConfigError(f"cannot resume: the checkpoint is at step {step}, past the {total} steps of "
+                                  f"--epochs {cfg.run.epochs:g} (on --resume, --epochs is the new total length)")
+            run.restore(ns.resume)
+            run.resumed = rundir.resume_record(run.step, ns.saved, cfg.as_dict(),
+                                               (int(manifest.get("world_size", comm.size)), comm.size),
+                                               cfg.run.workers_per_rank, str(ckpt_dir))
     except (ConfigError, DatasetError, CheckpointError, DeviceError, OSError) as e:
         error = str(e)
-    return comm, run, agree_on_errors(comm, error)
+    error = agree_on_errors(comm, error)
+    if claim is not None:  # a replaced run is deleted only once this one has started
+        claim.rollback() if error else claim.commit()
+        if claim.note:
+            print(f"dsgd.train: {claim.note}", file=sys.stderr, flush=True)
+    return comm, run, error
 
 
 def _main(argv: list[str] | None) -> int:
@@ -113,6 +149,12 @@ def _main(argv: list[str] | None) -> int:
     if comm.rank == 0 and cfg.run.device == "auto" and run.device.type == "cpu":
         print("dsgd: no CUDA device visible, running on cpu", file=sys.stderr, flush=True)  # once per job
     out = Path(cfg.run.out)
+    if run.resumed is not None and run.step == run.plan.total_steps:
+        if comm.rank == 0:
+            print(f"dsgd.train: nothing to do: the run already reached step {run.step} of {run.step}; give a "
+                  f"larger --epochs to train longer", flush=True)
+        run.log.close()
+        return 0
     run.stop = StopSignal().install()
     try:
         row = run.run()

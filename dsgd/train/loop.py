@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from dsgd.config import Config
 from dsgd.data.augment import Augmentation, augmentation_for
@@ -19,6 +18,7 @@ from dsgd.device import pick_device
 from dsgd.models import build_model
 from dsgd.train import build
 from dsgd.train import checkpoint as ckpt
+from dsgd.train import rundir
 from dsgd.train.evaluate import (consensus_distance, evaluate, has_batchnorm, load_average_,
                                  reestimate_batchnorm_)
 from dsgd.train.engine import Engine
@@ -75,6 +75,7 @@ class Run:
         self.step = 0
         self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
         self.stop_signal = 0    # the signal the ranks agreed to stop on
+        self.resumed = None     # a resume's record for resumes.jsonl (the CLI sets it after restore)
 
     def _report_partition(self, out: Path) -> None:
         """partition.json / partition.png (rank 0) and one log line on the part sizes."""
@@ -223,15 +224,16 @@ class Run:
     def run(self) -> dict:
         cfg, r = self.cfg, self.cfg.run
         if self.comm.rank == 0:
-            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+            rundir.write_settings(self.out, cfg.as_dict(), self.resumed)
         self.log.info(f"{cfg.algo.algorithm}: {self.plan.n_workers} workers ({self.comm.size} ranks x "
                       f"{r.workers_per_rank}), {self.plan.total_steps} steps, {self.plan.steps_per_epoch}/epoch, "
                       f"device {self.device}")
-        self._t_start = time.time()
+        self._t_start = self.meters.start_clock()  # wall_s counts the earlier segments' seconds too
         row = self.evaluate(0) if r.eval_on_start and self.step == 0 else None
         if self.step == 0:
             self.save()
         pending, t_log, s_log = None, time.time(), self.step
+        t_first, s_first = t_log, s_log  # this segment's start, for the time left
         total = self.plan.total_steps
         while self.step < total:
             pending = self.train_step(self.step, pending)
@@ -241,7 +243,8 @@ class Run:
                 rate = (self.step - s_log) * self.plan.n_workers * r.batch_size / dt
                 window = self.meters.window
                 loss, acc = window[0] / max(1, window[2]), window[1] / max(1, window[2])
-                self.log.progress(self.step, total, loss, acc, self.rule.action(self.step - 1).local_steps, rate)
+                eta = (total - self.step) * (time.time() - t_first) / (self.step - s_first)
+                self.log.progress(self.step, total, loss, acc, self.rule.action(self.step - 1).local_steps, rate, eta)
                 t_log, s_log = time.time(), self.step
             if self.step % r.eval_every == 0 or self.step == total:
                 if pending is not None:

@@ -4,41 +4,63 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
+from dsgd.train.progress import Progress
+
 
 class Meters:
-    """Running sums between evaluations, and compute seconds; saved with the run so a resume continues them."""
+    """Running sums between evaluations, compute and wall seconds; saved with the run so a resume continues them.
+
+    wall_s is the training wall time of every segment of the run up to now (a resumed run adds
+    its own to what the checkpoint had; the time of steps that were redone is not counted twice).
+    """
 
     def __init__(self):
         self.compute_s = 0.0
         self.window = [0.0, 0.0, 0.0]  # loss x samples, correct, samples since the last evaluation
+        self.wall_s = 0.0  # wall seconds of the earlier segments, until this one's clock starts
+        self._origin = None
+
+    def start_clock(self) -> float:
+        """Start this segment's clock; returns when the run would have started had it never stopped."""
+        self._origin = time.time() - self.wall_s
+        return self._origin
+
+    def elapsed(self) -> float:
+        return self.wall_s if self._origin is None else time.time() - self._origin
 
     def add_batch(self, loss_sum: float, correct: float, seen: int) -> None:
         self.window = [self.window[0] + loss_sum, self.window[1] + correct, self.window[2] + seen]
 
     def state_dict(self) -> dict:
-        return {"compute_s": self.compute_s, "window": list(self.window)}
+        return {"compute_s": self.compute_s, "window": list(self.window), "wall_s": self.elapsed()}
 
     def load_state_dict(self, state: dict) -> None:
         self.compute_s, self.window = state["compute_s"], list(state["window"])
+        self.wall_s, self._origin = float(state.get("wall_s", 0.0)), None  # absent in older checkpoints
 
 
 class RunLog:
-    """Only rank 0 writes shared files; every rank writes its own plain log."""
+    """Only rank 0 writes shared files; every rank writes its own plain log.
 
-    def __init__(self, out: Path, rank: int, tensorboard: bool = True):
+    The TensorBoard writer is opened at the first row, so that after a resume it can be opened
+    with purge_step: TensorBoard then hides the events past the checkpoint, as truncate_after
+    drops their rows from metrics.jsonl, and the redone steps appear once.
+    """
+
+    def __init__(self, out: Path, rank: int, tensorboard: bool = True, stream=None):
         self.out, self.rank = out, rank
         (out / "logs").mkdir(parents=True, exist_ok=True)
         self._rank_log = open(out / "logs" / f"rank{rank}.log", "a", buffering=1)
         self._metrics = open(out / "metrics.jsonl", "a", buffering=1) if rank == 0 else None
-        self._tb = None
+        self._progress = Progress(stream)
+        self._tb, self._tb_class, self._tb_purge = None, None, None
         if rank == 0 and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(str(out / "tensorboard"))
+                self._tb_class = SummaryWriter
             except ImportError:
                 self.info("tensorboard is not installed: metrics go to metrics.jsonl only")
         self._t0 = time.time()
@@ -48,7 +70,8 @@ class RunLog:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         self._rank_log.write(line + "\n")
         if self.rank == 0:
-            print(line, flush=True)
+            self._progress.end_line()
+            print(line, file=self._progress.stream, flush=True)
 
     def rank_only(self, msg: str) -> None:
         self._rank_log.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
@@ -57,6 +80,8 @@ class RunLog:
         if self._metrics is None:
             return
         self._metrics.write(json.dumps(row) + "\n")
+        if self._tb is None and self._tb_class is not None:
+            self._tb = self._tb_class(str(self.out / "tensorboard"), purge_step=self._tb_purge)
         if self._tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -64,22 +89,31 @@ class RunLog:
             self._tb.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop metric rows past `step` (written after the checkpoint a run resumes from)."""
+        """Drop metric rows past `step` (written after the checkpoint a run resumes from), and their
+        TensorBoard events: those at steps >= purge_step are hidden by the events written from now on."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        self._tb_purge = step + 1
         path = self.out / "metrics.jsonl"
+        rows = [r for r in path.read_text().splitlines() if r.strip()]
+        kept = [r for r in rows if json.loads(r)["step"] <= step]
+        if len(kept) == len(rows):
+            return  # nothing to drop: the file stays as it is
         self._metrics.close()
-        rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
-        path.write_text("".join(r + "\n" for r in rows))
+        path.write_text("".join(r + "\n" for r in kept))
         self._metrics = open(path, "a", buffering=1)
 
-    def progress(self, step: int, total: int, loss: float, acc: float, H: int, samples_per_s: float) -> None:
+    def progress(self, step: int, total: int, loss: float, acc: float, H: int, samples_per_s: float,
+                 eta_s: float | None = None) -> None:
+        """Rank 0's progress line (a bar redrawn in place on a terminal); every rank's log line."""
         if self.rank == 0:
-            pct = 100.0 * step / max(1, total)
-            sys.stdout.write(f"step {step}/{total} ({pct:5.1f}%)  loss {loss:.4f}  acc {acc:.3f}  "
-                             f"H {H}  {samples_per_s:,.0f} samples/s\n")
-            sys.stdout.flush()
+            self._progress.show(step, total, loss, acc, H, samples_per_s, eta_s)
         self.rank_only(f"step {step} loss {loss:.4f} acc {acc:.3f} H {H}")
 
     def close(self) -> None:
+        if self.rank == 0:
+            self._progress.end_line()
         for f in (self._rank_log, self._metrics):
             if f is not None:
                 f.close()

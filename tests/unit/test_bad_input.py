@@ -84,6 +84,7 @@ CASES = [
     (["--steps-per-epoch", "100000"], "steps-per-epoch 100000 needs"),
     (["--batch-size", "70000"], "is larger than the training set"),
     (["--resume", "{tmp}/nowhere"], "no checkpoint to resume from in {tmp}/nowhere"),
+    (["--resume", "auto", "--overwrite", "true"], "--overwrite true starts a new run and --resume continues one"),
     (["--partition", "zebra"], "--partition: unknown partition 'zebra' (known: iid, dirichlet:alpha=A, shards:k=K, "
      "sorted)"),
     (["--partition", "dirichlet:alpha=0"], "--partition: dirichlet alpha must be > 0 (and finite), got 0"),
