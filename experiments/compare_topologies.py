@@ -1,24 +1,24 @@
 """Compare gossip topologies, local SGD and C-SGD on the same training problem at several worker counts.
 
-    python experiments/compare_topologies.py [--workers 8 16] [--steps 224] [--ranks 2] [--out DIR] [--quick]
+    python experiments/compare_topologies.py [--workers 8 16] [--steps 224] [--ranks 2] [--out DIR] [--to DIR] [--quick]
     python experiments/compare_topologies.py --workers 16 32 --ranks 4 --epochs 60 --eval-every 500 \\
         -- --dataset cifar10 --data-dir DATA --model resnet20 --norm bn --batch-size 128 --lr 0.1
 
 Each configuration is one real `mpirun -np RANKS python -m mpi4py -m dsgd.train` job with RANKS x K
 workers (K = n / RANKS per process). Flags after `--` go to every trainer job and override the
-defaults below. OUT gets one run directory per job plus results.md, results.json and three plots.
+defaults below. OUT (default runs/compare-topologies, with --quick runs/compare-topologies-quick)
+gets one run directory per job; results.md, results.json and three plots go to TO (default: OUT;
+the committed report is --to docs/topology-comparison). A run directory is kept only when it
+records the same command at the same clean commit (experiments/provenance.py). --quick also
+writes quick.json, the numbers CI compares a rerun against exactly; with --quick, TO gets that
+file only (the committed one: docs/topology-comparison/quick.json).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import math
 import os
-import platform
-import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,12 +29,17 @@ sys.path.insert(0, str(REPO))
 from dsgd import launcher  # noqa: E402
 import topologies  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
+from provenance import machine, rel  # noqa: E402
+
 # Shared by every job: the small CNN without normalization, so mixing only moves parameters.
 LOCAL_BATCH = 16
 FASHION_MNIST_TRAIN = 60000  # training images; --steps is one epoch, so steps x n x batch must fit
 TRAIN_DEFAULTS = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--batch-size", str(LOCAL_BATCH),
                   "--lr", "0.05", "--momentum", "0.9", "--seed", "0"]
 QUICK = ("csgd", "ring", "local-h4")
+QUICK_THREADS = 1  # threads per rank in --quick: its numbers must not depend on the machine's core count
 ROUNDOFF = 1e-9  # consensus distances below this are float round-off of an exact average
 
 
@@ -84,21 +89,15 @@ def trainer_args(config: dict, n: int, args, run_dir: Path) -> list[str]:
             "--log-every", str(max(1, args.eval_every)), *args.trainer_flags, "--out", str(run_dir)]
 
 
-def run_job(config: dict, n: int, args) -> dict:
-    """Train one configuration under mpirun and summarize its metrics.jsonl."""
+def run_job(config: dict, n: int, args, code: str) -> dict:
+    """Train one configuration under mpirun (or keep its run directory, see provenance.run_job) and
+    summarize its metrics.jsonl."""
     run_dir = Path(args.out) / f"n{n}" / config["key"]
-    cmd = trainer_args(config, n, args, run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # the trainer appends to metrics.jsonl; a rerun must start from nothing
-    line = launcher.mpirun_command(args.ranks, cmd)
-    shown = shlex.join(line)
-    print(f"== n={n} {config['label']}: {shown}", flush=True)
-    t0 = time.time()
-    res = launcher.execute(line, timeout=args.timeout, capture=True)
-    wall = time.time() - t0
-    if res.returncode != 0:
-        sys.exit(f"compare_topologies: n={n} {config['label']} failed with status {res.returncode}:\n"
-                 f"{res.stdout[-4000:]}")
+    cmd = trainer_args(config, n, args, Path(rel(run_dir)))
+    line = launcher.mpirun_command(args.ranks, cmd, provenance.python(), threads=args.threads)
+    job, kept = provenance.run_job(line, run_dir, code, args.timeout, "compare_topologies",
+                                   f"n={n} {config['label']}")
+    shown, wall = job["command"], job["job_wall_s"]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     acc = [r["test_acc"] for r in rows]
     print(f"   final test acc {acc[-1]:.4f}, {rows[-1]['bytes_sent'] / 1e6:.1f} MB/worker, {wall:.0f} s", flush=True)
@@ -109,19 +108,16 @@ def run_job(config: dict, n: int, args) -> dict:
             "consensus_distance": [r["consensus_distance"] for r in rows],
             "final_test_acc": acc[-1], "best_test_acc": max(acc),
             "final_consensus_distance": rows[-1]["consensus_distance"],
-            "mb_sent_per_worker": rows[-1]["bytes_sent"] / 1e6, "trainer_wall_s": rows[-1]["wall_s"],
-            "job_wall_s": wall, "run_dir": str(run_dir), "command": shown}
+            "bytes_sent_per_worker": rows[-1]["bytes_sent"], "mb_sent_per_worker": rows[-1]["bytes_sent"] / 1e6,
+            "trainer_wall_s": rows[-1]["wall_s"], "job_wall_s": wall, "kept": kept, "job_date": job["date"],
+            "run_dir": rel(run_dir), "command": shown}
 
 
-def machine() -> dict:
-    """What the timings depend on: host, CPUs, versions, and how busy the machine was."""
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = "?"
-    return {"host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch_version,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+def quick_metrics(results: list[dict]) -> dict:
+    """The numbers a rerun of --quick must reproduce exactly, per job."""
+    return {f"n{r['n']}/{r['key']}": {k: r[k] for k in ("steps", "test_acc", "consensus_distance",
+                                                          "bytes_sent_per_worker")}
+            for r in results}
 
 
 def gap_cell(r: dict) -> str:
@@ -132,10 +128,12 @@ def gap_cell(r: dict) -> str:
 def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
     m = meta["machine"]
     lines = ["# Topology comparison", "", f"Setup: {meta['setup']}.", "",
-             f"Produced by `{meta['command']}` on {meta['date']}, host {m['host']} ({m['cpus']} CPUs, "
+             f"{provenance.provenance_line(meta)}, host {m['host']} ({m['cpus']} CPUs, "
              f"{m['platform']}, Python {m['python']}, torch {m['torch']}; 1/5/15-minute load average "
              f"{m['load_average_at_start']} at start, {m['load_average_at_end']} at the end). "
-             f"Total wall time {meta['total_wall_s']:.0f} s.", "",
+             f"Total wall time {meta['total_wall_s']:.0f} s"
+             + (f" ({sum(r['kept'] for r in results)} of the {len(results)} jobs kept from an earlier run of the "
+                "same command at the same commit)" if any(r["kept"] for r in results) else "") + ".", "",
              "| n | configuration | final test acc | best test acc | final consensus distance | MB sent / worker "
              "| spectral gap | wall s |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -150,7 +148,7 @@ def write_markdown(path: Path, results: list[dict], meta: dict) -> None:
               "graphs; wall s of the whole mpirun job, start-up included.", ""]
     lines += [f"- {note}" for note in meta["notes"]]
     lines += ["", "## Commands", "", "Launched through `dsgd.launcher`: each line is exactly the command that "
-              "ran, from the directory the script was started in.", "", "```"]
+              "ran, from the repository root.", "", "```"]
     lines += [r["command"] for r in results] + ["```", ""]
     path.write_text("\n".join(lines))
 
@@ -232,13 +230,21 @@ def parse_args(argv):
     ap.add_argument("--epochs", type=float, default=0, help="train this many epochs instead of --steps")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: steps / 8)")
     ap.add_argument("--eval-samples", type=int, default=2000, help="test images per evaluation (0: all)")
-    ap.add_argument("--out", default="runs/compare-topologies", help="output directory")
+    ap.add_argument("--out", help="run directories (and the report, without --to); default runs/compare-topologies, "
+                                  "with --quick runs/compare-topologies-quick")
+    ap.add_argument("--to", help="where the report goes (default: --out); with --quick, only quick.json goes there")
+    ap.add_argument("--threads", type=int, default=None,
+                    help=f"threads per rank (default: the launch policy's, from the cores; --quick: {QUICK_THREADS})")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before one job is killed")
     ap.add_argument("--quick", action="store_true", help=f"smoke test: n=8, {', '.join(QUICK)}, 10 steps")
     ap.add_argument("trainer_flags", nargs="*", help="flags after -- go to every trainer job")
     args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "runs" / ("compare-topologies-quick" if args.quick else "compare-topologies"))
     if args.quick:
         args.workers, args.steps, args.epochs, args.eval_every, args.eval_samples = [8], 10, 0, 5, 500
+        args.threads = args.threads or QUICK_THREADS
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     if args.epochs and not args.eval_every:
         ap.error("--epochs needs --eval-every (the default, steps / 8, assumes --steps)")
     args.eval_every = args.eval_every or max(1, args.steps // 8)
@@ -258,9 +264,10 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     args.out = str(out)
-    command = shlex.join(["python", "experiments/compare_topologies.py", *(sys.argv[1:] if argv is None else argv)])
-    meta = {"command": command, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": machine(), "ranks": args.ranks, "notes": [],
+    code = provenance.commit()
+    meta = {**provenance.produced_by(provenance.script_command("compare_topologies.py",
+                                                               sys.argv[1:] if argv is None else argv), code),
+            "machine": machine(), "ranks": args.ranks, "threads": args.threads, "quick": args.quick, "notes": [],
             "trainer_flags": TRAIN_DEFAULTS + args.trainer_flags}
     length = f"{args.epochs:g} epochs" if args.epochs else f"{args.steps} steps"
     meta["setup"] = (f"every job `{' '.join(meta['trainer_flags'])}`, {length}, evaluation every {args.eval_every} "
@@ -272,14 +279,21 @@ def main(argv=None) -> int:
         meta["notes"] += notes
         if args.quick:
             configs = [c for c in configs if c["key"] in QUICK]
-        results += [run_job(c, n, args) for c in configs]
+        results += [run_job(c, n, args, code) for c in configs]
     meta["total_wall_s"] = time.time() - t0
     meta["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
-    write_markdown(out / "results.md", results, meta)
-    plot(results, out)
-    print((out / "results.md").read_text())
-    print(f"results.md, results.json, accuracy.png, consensus.png, bytes_vs_accuracy.png in {out}/")
+    to = out if args.quick or not args.to else Path(args.to).resolve()
+    to.mkdir(parents=True, exist_ok=True)
+    (to / "results.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
+    write_markdown(to / "results.md", results, meta)
+    plot(results, to)
+    print((to / "results.md").read_text())
+    print(f"results.md, results.json, accuracy.png, consensus.png, bytes_vs_accuracy.png in {rel(to)}/")
+    if args.quick:
+        for where in [out] + ([Path(args.to)] if args.to else []):
+            provenance.write_reference(where / "quick.json", {k: meta[k] for k in ("command", "commit", "date")},
+                                       quick_metrics(results))
+            print(f"quick.json in {rel(where)}/")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Compressed gossip: bits against accuracy, on a convex problem and on the CNN (CHOCO-SGD vs exact gossip).
 
-    python experiments/compression.py convex --out docs/compression      # in-process, ~minutes
-    python experiments/compression.py deep --out docs/compression        # 9 mpirun jobs, ~30 min on 2 cores
-    python experiments/compression.py deep --quick --out runs/compression-quick   # CI-sized smoke test
-    python experiments/compression.py report --out docs/compression      # README.md and plots from the JSON
+    python experiments/compression.py convex [--out runs/compression] [--to DIR]   # in-process, ~4 min
+    python experiments/compression.py deep [--out runs/compression] [--to DIR]     # 9 mpirun jobs, ~10 min on 2 cores
+    python experiments/compression.py report [--out runs/compression] [--to DIR]   # README.md and plots from the JSON
+    python experiments/compression.py all --to docs/compression     # all three: the committed report
+    python experiments/compression.py all --quick                   # CI-sized; writes quick.json
 
 convex: least squares over a ring of 16 workers, each with its own data (heterogeneous), constant
 step; suboptimality f(x_bar) - f* against bytes sent per worker for exact gossip (D-SGD) and
@@ -11,22 +12,27 @@ CHOCO-SGD with top-1%, scaled sign and scaled QSGD, decaying step; how many time
 CHOCO needs to reach the suboptimality exact gossip reaches.
 deep: the CNN on Fashion-MNIST over a ring of 16 workers (4 ranks x 4 workers), D-SGD against
 CHOCO with sign and top-k at matched steps, 3 seeds; accuracy (mean and spread) against MB sent.
+
+OUT (default runs/compression, with --quick runs/compression-quick) gets the deep jobs' run
+directories, OUT/deep/METHOD-seedS (one is kept only when it records the same command at the same
+clean commit, see experiments/provenance.py); convex.json, deep.json, README.md and the plots go
+to TO (default: OUT). --quick writes everything to OUT, and `report`
+(or `all`) then writes quick.json, the numbers CI compares a rerun against exactly; with --quick,
+TO gets that file only (the committed one: docs/compression/quick.json).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
+from provenance import machine, rel  # noqa: E402
 
 DEEP_METHODS = {
     "dsgd": ["--algorithm", "dsgd"],
@@ -35,46 +41,48 @@ DEEP_METHODS = {
 }
 DEEP_COMMON = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--topology", "ring",
                "--batch-size", "32", "--lr", "0.1", "--momentum", "0", "--log-every", "1000"]
+QUICK_THREADS = 1  # threads per rank (and of the convex process) in --quick: numbers independent of the cores
+PENDING = "pending_rerun"  # meta key of a committed report whose numbers still await a rerun by the current code
 
 
-def machine() -> dict:
-    import importlib.metadata
-    return {"host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
-def deep(args) -> dict:
+def deep(args, code: str) -> dict:
     from dsgd import launcher
     runs = []
     for name, flags in DEEP_METHODS.items():
         for seed in args.seeds:
             run_dir = Path(args.out) / "deep" / f"{name}-seed{seed}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
             cmd = ["-m", "dsgd.train", *DEEP_COMMON, *flags, "--seed", str(seed), "--workers-per-rank",
                    str(args.workers // args.ranks), "--steps-per-epoch", str(args.steps_per_epoch), "--epochs",
                    str(args.epochs), "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples),
-                   "--out", str(run_dir)]
-            line = launcher.mpirun_command(args.ranks, cmd)
-            shown = shlex.join(line)
-            print(f"== {name} seed {seed}: {shown}", flush=True)
-            t0 = time.time()
-            res = launcher.execute(line, timeout=args.timeout)
-            if res.returncode != 0:
-                sys.exit(f"compression: {name} seed {seed} failed ({res.returncode}):\n{res.stdout[-3000:]}")
+                   "--out", rel(run_dir)]
+            line = launcher.mpirun_command(args.ranks, cmd, provenance.python(), threads=args.threads)
+            job, kept = provenance.run_job(line, run_dir, code, args.timeout, "compression", f"{name} seed {seed}")
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
             runs.append({"method": name, "seed": seed, "steps": [r["step"] for r in rows],
-                         "test_acc": [r["test_acc"] for r in rows],
-                         "mb_sent": [r["bytes_sent"] / 1e6 for r in rows], "wall_s": time.time() - t0,
-                         "command": shown})
+                         "test_acc": [r["test_acc"] for r in rows], "bytes_sent": [r["bytes_sent"] for r in rows],
+                         "mb_sent": [r["bytes_sent"] / 1e6 for r in rows], "wall_s": job["job_wall_s"],
+                         "kept": kept, "run_dir": rel(run_dir), "command": job["command"]})
             print(f"   acc {rows[-1]['test_acc']:.4f}  {rows[-1]['bytes_sent'] / 1e6:.2f} MB/worker", flush=True)
     return {"runs": runs}
 
 
 def convex(args) -> dict:
+    import torch
     from dsgd.convex import least_squares_curves
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return least_squares_curves(n=args.workers, steps=args.convex_steps, seed=0)
+
+
+def quick_metrics(convex_data: dict | None, deep_data: dict | None) -> dict:
+    """The numbers a rerun of --quick must reproduce exactly: every recorded convex point, every deep evaluation."""
+    out = {}
+    if convex_data:
+        out["convex"] = {name: {"gamma": m["gamma"], "points": m["points"]} for name, m in convex_data["methods"].items()}
+    if deep_data:
+        out["deep"] = {f"{r['method']}/seed{r['seed']}": {k: r[k] for k in ("steps", "test_acc", "bytes_sent")}
+                       for r in deep_data["runs"]}
+    return out
 
 
 def reach(points, level):
@@ -183,16 +191,26 @@ def plots(out: Path, convex_data, deep_data) -> list[str]:
     return made
 
 
+def report_dir(args) -> Path:
+    """Where the JSON, README.md and plots go: TO, except with --quick (OUT)."""
+    return Path(args.out) if args.quick or not args.to else Path(args.to)
+
+
 def report(args) -> int:
-    out = Path(args.out)
+    out = report_dir(args)
     load = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else None  # noqa: E731
     convex_data, deep_data = load("convex.json"), load("deep.json")
+    if convex_data is None and deep_data is None:
+        sys.exit(f"compression: neither convex.json nor deep.json in {rel(out)}; run convex or deep first")
     lines = ["# Compressed gossip: CHOCO-SGD against exact gossip", ""]
     for title, data, section in (("Convex", convex_data, convex_section), ("Deep", deep_data, deep_section)):
         if data is None:
             continue
         meta = data["meta"]
-        lines += [f"## {title}", "", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}; machine: "
+        lines += [f"## {title}", ""]
+        if meta.get(PENDING):
+            lines += [f"**Pending a rerun by the current code:** {meta[PENDING]}", ""]
+        lines += [f"{provenance.provenance_line(meta)}; machine: "
                   f"{meta['machine']['cpus']} CPUs, {meta['machine']['platform']}, torch {meta['machine']['torch']}, "
                   f"load at start {meta['machine']['load_average_at_start']}; {meta['wall_s']:.0f} s.", ""]
         lines += section(data) + [""]
@@ -202,13 +220,26 @@ def report(args) -> int:
     lines += [f"![{name}]({name})" for name in images]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     print((out / "README.md").read_text())
+    if args.quick:
+        data = [d for d in (convex_data, deep_data) if d]
+        origin = {k: data[0]["meta"].get(k) for k in ("command", "commit", "date")}
+        if len(data) == 2 and data[1]["meta"]["command"] != origin["command"]:
+            origin["command"] = f"{origin['command']}; {data[1]['meta']['command']}"
+        for where in [out] + ([Path(args.to)] if args.to else []):
+            provenance.write_reference(where / "quick.json", origin, quick_metrics(convex_data, deep_data))
+            print(f"quick.json in {rel(where)}/")
     return 0
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["convex", "deep", "report"])
-    ap.add_argument("--out", default="runs/compression")
+    ap.add_argument("part", choices=["convex", "deep", "report", "all"], help="all: convex, deep, then report")
+    ap.add_argument("--out", help="deep run directories (and the report, without --to); default runs/compression, "
+                                  "with --quick runs/compression-quick")
+    ap.add_argument("--to", help="where convex.json, deep.json, README.md and the plots go (default: --out); "
+                                 "with --quick, only quick.json")
+    ap.add_argument("--threads", type=int, default=None,
+                    help=f"threads per rank (default: the launch policy's, from the cores; --quick: {QUICK_THREADS})")
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--ranks", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -220,9 +251,13 @@ def parse_args(argv):
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--quick", action="store_true", help="smoke test: one seed, 4 steps, 8 workers")
     args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "runs" / ("compression-quick" if args.quick else "compression"))
     if args.quick:
         args.seeds, args.steps_per_epoch, args.epochs, args.eval_every, args.eval_samples = [0], 4, 1, 2, 200
         args.workers, args.convex_steps = 8, 60
+        args.threads = args.threads or QUICK_THREADS
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     if args.workers % args.ranks:
         ap.error(f"--ranks {args.ranks} must divide --workers {args.workers}")
     return args
@@ -230,18 +265,20 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.part == "report":
-        return report(args)
-    meta = {"command": shlex.join(["python", "experiments/compression.py", *(sys.argv[1:] if argv is None else argv)]),
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine()}
-    t0 = time.time()
-    result = deep(args) if args.part == "deep" else convex(args)
-    meta["wall_s"] = time.time() - t0
-    (out / f"{args.part}.json").write_text(json.dumps({"meta": meta, **result}, indent=1))
-    print(f"{args.part}.json in {out}/")
-    return 0
+    args.out = str(Path(args.out).resolve())
+    to = report_dir(args)
+    to.mkdir(parents=True, exist_ok=True)
+    code = provenance.commit()
+    command = provenance.script_command("compression.py", sys.argv[1:] if argv is None else argv)
+    for part in (["convex", "deep"] if args.part == "all" else [] if args.part == "report" else [args.part]):
+        meta = {**provenance.produced_by(command, code), "machine": machine(), "threads": args.threads,
+                "quick": args.quick}
+        t0 = time.time()
+        result = deep(args, code) if part == "deep" else convex(args)
+        meta["wall_s"] = time.time() - t0
+        (to / f"{part}.json").write_text(json.dumps({"meta": meta, **result}, indent=1))
+        print(f"{part}.json in {rel(to)}/")
+    return report(args) if args.part in ("report", "all") else 0
 
 
 if __name__ == "__main__":

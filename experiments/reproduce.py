@@ -1,25 +1,27 @@
 """Re-test four claims of the seed papers at Fashion-MNIST / small-CNN scale, several seeds per arm.
 
-    python experiments/reproduce.py CLAIM [--seeds 0 1 2] [--steps 160] [--out DIR] [--runs DIR] [--quick]
-    python experiments/reproduce.py all --seeds 0 1
+    python experiments/reproduce.py CLAIM [--seeds 0 1 2] [--steps 160] [--out DIR] [--to DIR] [--quick]
+    python experiments/reproduce.py all --seeds 0 1 2 --to docs/reproductions
 
 CLAIM is one of postlocal, small-lr, qsr, dsgd-vs-csgd, or all. Every arm is one real
 `mpirun -np 2 python -m mpi4py -m dsgd.train` job per seed with 2 ranks x 4 virtual workers
 (n = 8, local batch 64, total batch 512). Arms shared by several claims (the C-SGD baseline with
-step decay, the post-local arms) are trained once per seed and reused: a run directory whose
-recorded command matches and whose last evaluation reached the final step is not trained again.
+step decay, the post-local arms) are trained once per seed. OUT (default runs/reproduce, with
+--quick runs/reproduce-quick) gets the trainer run directories, OUT/ARM/seedS; a run directory is
+kept only when its job.json records the same command at the same clean commit
+(experiments/provenance.py), so adding a seed trains only the new runs, and anything else trains
+again.
 
-OUT gets CLAIM.md and CLAIM.json per claim and a README.md summary of every claim found in OUT;
-RUNS gets the trainer run directories (RUNS/ARM/seedS).
+TO (default: OUT; the committed reports are --to docs/reproductions) gets CLAIM.md and CLAIM.json
+per claim and a README.md summary of every claim found in TO. --quick also writes quick.json, the
+numbers CI compares a rerun against exactly; with --quick, TO gets that file only (the committed
+one: docs/reproductions/quick.json).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
-import shutil
 import statistics
 import sys
 import time
@@ -31,7 +33,8 @@ sys.path.insert(0, str(REPO))
 from dsgd import launcher  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_topologies import machine  # noqa: E402  (one description of the machine for both reports)
+import provenance  # noqa: E402
+from provenance import machine, rel  # noqa: E402
 
 RANKS, WORKERS_PER_RANK, LOCAL_BATCH = 2, 4, 64
 N_WORKERS = RANKS * WORKERS_PER_RANK
@@ -41,6 +44,7 @@ COMMON = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--b
           "--momentum", "0", "--lr", str(PEAK_LR), "--workers-per-rank", str(WORKERS_PER_RANK)]
 EPOCHS = 2         # each run is 2 epochs of steps / 2 steps; the decay and the switch sit at epoch 1, mid-run
 STEP_DECAY = ["--decay", "step", "--milestones", "1", "--gamma", "0.1"]
+QUICK_THREADS = 1  # threads per rank in --quick: its numbers must not depend on the machine's core count
 
 # Every arm any claim uses. `degree`: model copies a worker sends per communication round
 # (1 for an allreduce of parameters or gradients, 2 for a ring gossip round).
@@ -120,38 +124,33 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_arm(arm: str, seed: int, args, m_bytes: int) -> dict:
-    """Train one arm with one seed (or reuse an identical finished run) and summarize it."""
-    run_dir = Path(args.runs) / arm / f"seed{seed}"
-    cmd = trainer_args(arm, seed, args, run_dir)
-    line = launcher.mpirun_command(RANKS, cmd)
-    shown = shlex.join(line)
-    stamp = run_dir / "reproduce-command.txt"
+def run_arm(arm: str, seed: int, args, m_bytes: int, code: str) -> dict:
+    """Train one arm with one seed (or keep the run of the same command at the same commit) and summarize it."""
+    run_dir = Path(args.out) / arm / f"seed{seed}"
+    cmd = trainer_args(arm, seed, args, Path(rel(run_dir)))
+    line = launcher.mpirun_command(RANKS, cmd, provenance.python(), threads=args.threads)
+    job, kept = provenance.run_job(line, run_dir, code, args.timeout, "reproduce", f"{arm} seed {seed}")
     rows = read_metrics(run_dir)
-    reused = bool(rows) and stamp.exists() and stamp.read_text() == shown and rows[-1]["step"] == args.steps
-    wall = None
-    if reused:
-        print(f"== {arm} seed {seed}: reusing {run_dir}", flush=True)
-    else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # the trainer appends to metrics.jsonl; start from nothing
-        print(f"== {arm} seed {seed}: {shown}", flush=True)
-        t0 = time.time()
-        res = launcher.execute(line, timeout=args.timeout, capture=True)
-        wall = time.time() - t0
-        if res.returncode != 0:
-            sys.exit(f"reproduce: {arm} seed {seed} failed with status {res.returncode}:\n{res.stdout[-4000:]}")
-        stamp.write_text(shown)
-        rows = read_metrics(run_dir)
+    if not rows or rows[-1]["step"] != args.steps:
+        sys.exit(f"reproduce: {arm} seed {seed} stopped before step {args.steps}; see {rel(run_dir)}")
     last = rows[-1]
     rounds = last["bytes_sent"] / (m_bytes * ARMS[arm]["degree"])
-    print(f"   final test acc {last['test_acc']:.4f}, {rounds:.0f} communication rounds"
-          + (f", {wall:.0f} s" if wall is not None else ""), flush=True)
+    print(f"   final test acc {last['test_acc']:.4f}, {rounds:.0f} communication rounds, "
+          f"{job['job_wall_s']:.0f} s", flush=True)
     return {"arm": arm, "seed": seed, "final_test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] for r in rows),
-            "final_train_loss": last["train_loss"], "rounds": rounds, "mb_sent_per_worker": last["bytes_sent"] / 1e6,
+            "final_train_loss": last["train_loss"], "rounds": rounds, "bytes_sent_per_worker": last["bytes_sent"],
+            "mb_sent_per_worker": last["bytes_sent"] / 1e6,
             "steps": [r["step"] for r in rows], "test_acc": [r["test_acc"] for r in rows],
             "lr": [r["lr"] for r in rows], "local_steps": [r["local_steps"] for r in rows],
-            "job_wall_s": wall, "trainer_wall_s": last["wall_s"], "reused": reused, "run_dir": str(run_dir), "command": shown}
+            "job_wall_s": job["job_wall_s"], "trainer_wall_s": last["wall_s"], "kept": kept, "commit": job["commit"],
+            "job_date": job["date"], "run_dir": rel(run_dir), "command": job["command"]}
+
+
+def quick_metrics(runs: list[dict]) -> dict:
+    """The numbers a rerun of --quick must reproduce exactly, per arm and seed."""
+    return {f"{r['arm']}/seed{r['seed']}": {k: r[k] for k in ("steps", "test_acc", "lr", "local_steps",
+                                                                "final_train_loss", "bytes_sent_per_worker")}
+            for r in runs}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -222,11 +221,11 @@ def write_claim_markdown(path: Path, res: dict) -> None:
     m = meta["machine"]
     lines = [f"# {c['title']}", "", f"Source: {c['source']}.", "", f"Claim: {c['claim']}", "",
              "## Setup", "", meta["setup"], "",
-             f"Produced by `{meta['command']}` on {meta['date']}, host {m['host']} ({m['cpus']} CPUs, "
+             f"{provenance.provenance_line(meta)}, host {m['host']} ({m['cpus']} CPUs, "
              f"{m['platform']}, Python {m['python']}, torch {m['torch']}; load average {m['load_average_at_start']} "
              f"at start, {m['load_average_at_end']} at the end"
-             + ("; every run was reused from an earlier invocation with the identical trainer command, so this "
-                "load is not the one the runs saw" if all(r["reused"] for r in res["runs"]) else "")
+             + ("; every run was kept from an earlier invocation of the same command at the same commit, so this "
+                "load is not the one the runs saw" if all(r["kept"] for r in res["runs"]) else "")
              + f"). The {len(res['runs'])} runs took "
              f"{sum(r['trainer_wall_s'] for r in res['runs']):.0f} s of trainer wall time together (start-up of "
              "each mpirun job not included); runs shared with other claims were trained once.", "",
@@ -248,8 +247,8 @@ def write_claim_markdown(path: Path, res: dict) -> None:
         s = res["stats"][arm]
         lines.append(f"- `{arm}`: " + ", ".join(f"seed {sd}: {a:.4f}" for sd, a in zip(s["seeds"], s["final_test_acc"])))
     lines += ["", "## Verdict", "", res["verdict"], "", *([c["note"], ""] if "note" in c else []), res["scale_note"], "", "## Commands", "",
-              "Launched through `dsgd.launcher`: each line is exactly the command that ran, from the directory "
-              "the script was started in.", "", "```"]
+              "Launched through `dsgd.launcher`: each line is exactly the command that ran, from the repository "
+              "root.", "", "```"]
     lines += [r["command"] for r in res["runs"]] + ["```", ""]
     path.write_text("\n".join(lines))
 
@@ -260,14 +259,17 @@ def write_summary(out: Path) -> None:
              "Each claim was re-tested with `experiments/reproduce.py` (see `experiments/README.md`): small CNN "
              "without normalization on Fashion-MNIST, 8 workers (2 MPI ranks x 4), local batch 64, total batch "
              "512, plain SGD, several seeds per arm. Details, per-seed numbers and exact commands in each file.", "",
-             "| claim | paper | arms (mean +- std test acc, seeds) | verdict |", "|---|---|---|---|"]
+             "| claim | paper | arms (mean +- std test acc, seeds) | verdict | produced at commit, date |",
+             "|---|---|---|---|---|"]
     for claim in CLAIMS:
         path = out / f"{claim}.json"
         if not path.exists():
             continue
         res = json.loads(path.read_text())
         arms = "; ".join(f"{a}: {s['mean']:.4f} +- {s['std']:.4f} ({len(s['seeds'])})" for a, s in res["stats"].items())
-        lines.append(f"| [{claim}]({claim}.md) | {CLAIMS[claim]['source']} | {arms} | {res['verdict']} |")
+        m = res["meta"]
+        lines.append(f"| [{claim}]({claim}.md) | {CLAIMS[claim]['source']} | {arms} | {res['verdict']} | "
+                     f"`{m.get('commit') or 'not recorded'}`, {m['date']} |")
     lines += ["", SCALE_NOTE, ""]
     (out / "README.md").write_text("\n".join(lines))
 
@@ -278,14 +280,14 @@ SCALE_NOTE = ("Scale caveat: the papers train ResNets on CIFAR-10/ImageNet for h
               "show at this scale, not that the claim is false.")
 
 
-def run_claim(claim: str, args, m_bytes: int, cache: dict) -> dict:
-    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+def run_claim(claim: str, args, m_bytes: int, cache: dict, code: str) -> dict:
+    origin = provenance.produced_by(args.command, code)
     mach, t0 = machine(), time.time()
     runs = []
     for arm in CLAIMS[claim]["arms"]:
         for seed in args.seeds:
             if (arm, seed) not in cache:
-                cache[arm, seed] = run_arm(arm, seed, args, m_bytes)
+                cache[arm, seed] = run_arm(arm, seed, args, m_bytes, code)
             runs.append(cache[arm, seed])
     stats = {arm: summarize([r for r in runs if r["arm"] == arm]) for arm in CLAIMS[claim]["arms"]}
     mach["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -297,7 +299,7 @@ def run_claim(claim: str, args, m_bytes: int, cache: dict) -> dict:
              "Step decay: x0.1 at half of the run; post-local SGD switches there. Cosine decay: from the peak to 0 "
              f"over the run. QSR: H = max(2, floor(({QSR_ALPHA}/lr)^2)), at most the steps left. "
              f"Seeds {', '.join(map(str, args.seeds))} (the seed sets initialization and data order).")
-    meta = {"command": args.command, "date": date, "machine": mach, "setup": setup, "model_bytes": m_bytes,
+    meta = {**origin, "machine": mach, "setup": setup, "model_bytes": m_bytes, "threads": args.threads,
             "eval_samples": args.eval_samples, "steps": args.steps, "quick": args.quick,
             "total_wall_s": time.time() - t0}
     return {"claim": claim, "meta": meta, "stats": stats, "verdict": verdict(claim, stats),
@@ -312,36 +314,47 @@ def parse_args(argv):
     ap.add_argument("--steps", type=int, default=160, help="training steps per job (2 epochs of steps / 2)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: steps / 4)")
     ap.add_argument("--eval-samples", type=int, default=5000, help="test images per evaluation (0: all 10,000)")
-    ap.add_argument("--out", default=str(REPO / "docs" / "reproductions"), help="where CLAIM.md/.json and README.md go")
-    ap.add_argument("--runs", default=None, help="trainer run directories (default: runs/reproduce; OUT/runs with --quick)")
+    ap.add_argument("--out", help="trainer run directories, OUT/ARM/seedS (and the reports, without --to); "
+                                  "default runs/reproduce, with --quick runs/reproduce-quick")
+    ap.add_argument("--to", help="where CLAIM.md/.json and README.md go (default: --out); with --quick, only quick.json")
+    ap.add_argument("--threads", type=int, default=None,
+                    help=f"threads per rank (default: the launch policy's, from the cores; --quick: {QUICK_THREADS})")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before one job is killed")
     ap.add_argument("--quick", action="store_true", help="smoke test: seed 0, 8 steps per arm, 500 test images")
     args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "runs" / ("reproduce-quick" if args.quick else "reproduce"))
     if args.quick:
         args.seeds, args.steps, args.eval_every, args.eval_samples = [args.seeds[0]], 8, 4, 500
+        args.threads = args.threads or QUICK_THREADS
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     args.eval_every = args.eval_every or max(1, args.steps // 4)
     if args.steps % EPOCHS or args.steps // EPOCHS * N_WORKERS * LOCAL_BATCH > 60000:
         ap.error(f"--steps must be even and --steps / {EPOCHS} x {N_WORKERS} workers x batch {LOCAL_BATCH} must fit "
                  "one epoch of Fashion-MNIST (60,000): at most 234")
     args.out = str(Path(args.out).resolve())
-    args.runs = str(Path(args.runs).resolve() if args.runs
-                    else Path(args.out) / "runs" if args.quick else REPO / "runs" / "reproduce")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.command = shlex.join(["python", "experiments/reproduce.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = provenance.script_command("reproduce.py", sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    m_bytes, cache = model_bytes(), {}
+    to = out if args.quick or not args.to else Path(args.to).resolve()
+    to.mkdir(parents=True, exist_ok=True)
+    m_bytes, cache, code = model_bytes(), {}, provenance.commit()
     for claim in (CLAIMS if args.claim == "all" else [args.claim]):
-        res = run_claim(claim, args, m_bytes, cache)
-        (out / f"{claim}.json").write_text(json.dumps(res, indent=1))
-        write_claim_markdown(out / f"{claim}.md", res)
+        res = run_claim(claim, args, m_bytes, cache, code)
+        (to / f"{claim}.json").write_text(json.dumps(res, indent=1))
+        write_claim_markdown(to / f"{claim}.md", res)
         print(f"{claim}: {res['verdict']}", flush=True)
-    write_summary(out)
-    print((out / "README.md").read_text())
+    write_summary(to)
+    print((to / "README.md").read_text())
+    if args.quick:
+        origin = provenance.produced_by(args.command, code)
+        for where in [out] + ([Path(args.to)] if args.to else []):
+            provenance.write_reference(where / "quick.json", origin, quick_metrics(list(cache.values())))
+            print(f"quick.json in {rel(where)}/")
     return 0
 
 

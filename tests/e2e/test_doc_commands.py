@@ -242,18 +242,20 @@ COMMANDS = {
     "PATH=$PWD/.venv/bin:$PATH .venv/bin/python -m pytest tests/launch -q -rs":
         Skip("tests of the suite, which runs them"),
     # experiments/README.md
-    "python experiments/compression.py convex --out docs/compression":
-        Covered("tests/e2e/test_experiments.py", '("convex", "deep", "report")'),
-    "python experiments/compression.py deep --out docs/compression":
-        Covered("tests/e2e/test_experiments.py", '("convex", "deep", "report")'),
-    "python experiments/compression.py report --out docs/compression": Run(
-        "compression-report", extra="--out {tmp}", prepare=copy_compression_reports, check=same_compression_report),
+    "python experiments/compression.py all --to docs/compression":
+        Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    "python experiments/compression.py report --to docs/compression": Run(
+        "compression-report", extra="--to {tmp}", prepare=copy_compression_reports, check=same_compression_report),
     # (into a copy of the committed JSON, so the committed README.md and plots are not rewritten)
-    "python experiments/compression.py deep --quick --out /tmp/c":
-        Covered("tests/e2e/test_experiments.py", '("convex", "deep", "report")'),
-    "python experiments/compare_topologies.py": Covered("tests/e2e/test_experiments.py", '"--quick"'),
+    "python experiments/compression.py all --quick": Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    "python experiments/compression.py all --quick --to docs/compression":
+        Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    "python experiments/compare_topologies.py --to docs/topology-comparison":
+        Covered("tests/e2e/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --quick --out /tmp/q": Covered("tests/e2e/test_experiments.py",
                                                                              '"--quick"'),
+    "python experiments/compare_topologies.py --quick --to docs/topology-comparison":
+        Covered("tests/e2e/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --workers 16 32 --ranks 4 --epochs 100 --eval-every 240 "
     "--eval-samples 0 --timeout 36000 --out runs/compare-topologies-cifar10 -- --dataset cifar10 --data-dir "
     "DATA/cifar-10-batches-py --model resnet20 --norm bn --batch-size 128 --lr 0.1 --lr-scaling linear --start-lr "
@@ -262,10 +264,13 @@ COMMANDS = {
     "mpirun -np 2 --oversubscribe python -m mpi4py -m dsgd.train --config "
     "experiments/recipes/qsr-localadamw-fashion-mnist-cpu.yaml --out runs/qsr-cpu":
         Run("qsr-recipe", extra="--epochs 0.2 --eval-every 2 --eval-samples 100 --out {tmp}/run", check=trained),
-    "python experiments/reproduce.py all --seeds 0 1 2": Covered("tests/e2e/test_reproduce.py", '"--quick"'),
+    "python experiments/reproduce.py all --seeds 0 1 2 --to docs/reproductions":
+        Covered("tests/e2e/test_reproduce.py", '"--quick"'),
     "python experiments/reproduce.py qsr --seeds 0 1": Covered("tests/e2e/test_reproduce.py", '"--quick"'),
     "python experiments/reproduce.py postlocal --quick --out /tmp/r": Covered("tests/e2e/test_reproduce.py",
                                                                                '"postlocal", "--quick"'),
+    "python experiments/reproduce.py postlocal --quick --to docs/reproductions":
+        Covered("tests/e2e/test_reproduce.py", '"postlocal", "--quick"'),
 }
 RUNS = {command: plan for command, plan in COMMANDS.items() if isinstance(plan, Run)}
 

@@ -1,4 +1,5 @@
-"""The experiments: the topology comparison runs end to end in quick mode, and every recipe loads."""
+"""The experiments: the topology comparison and the compression study run end to end in quick mode
+and give exactly the numbers committed beside their reports, and every recipe loads."""
 import json
 import math
 import re
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import quick_reference
 from dsgd.config import parse
 from dsgd.train import build
 
@@ -21,10 +23,32 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     # --timeout kills a stuck mpirun job from inside; the outer timeout only guards the script itself.
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--timeout", "240", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    # --to: where the committed reference would go; with --quick it gets quick.json and nothing else.
+    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--timeout", "240", "--out", str(out),
+                          "--to", str(out / "to")], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert res.returncode == 0, f"{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
     return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_comparison_gives_exactly_the_committed_numbers(quick):
+    out, _ = quick
+    quick_reference.check(out / "quick.json", "docs/topology-comparison/quick.json",
+                          "python experiments/compare_topologies.py --quick --to docs/topology-comparison")
+    assert sorted(p.name for p in (out / "to").iterdir()) == ["quick.json"]
+    assert (out / "to" / "quick.json").read_text() == (out / "quick.json").read_text()
+
+
+def test_quick_comparison_names_its_commit_and_records_each_job(quick):
+    out, results = quick
+    meta = results["meta"]
+    assert quick_reference.COMMIT.fullmatch(meta["commit"]), meta
+    assert meta["date"] and meta["threads"] == 1
+    assert f"at commit `{meta['commit']}`, {meta['date']}" in (out / "results.md").read_text()
+    for r in results["runs"]:
+        job = json.loads((out / "n8" / r["key"] / "job.json").read_text())
+        assert job["command"] == r["command"] and job["commit"] == meta["commit"] and job["status"] == 0
+        assert not r["kept"], "a fresh directory has nothing to keep"
+        assert "OMP_NUM_THREADS=1" in r["command"]
 
 
 def test_quick_comparison_writes_table_json_and_plots(quick):
@@ -75,17 +99,23 @@ def test_every_recipe_loads_and_its_worker_count_is_consistent(path):
 
 def test_compression_experiment_runs_end_to_end_in_quick_mode(tmp_path):
     script = REPO / "experiments" / "compression.py"
-    for part in ("convex", "deep", "report"):
-        res = subprocess.run([sys.executable, str(script), part, "--quick", "--out", str(tmp_path)],
-                             capture_output=True, text=True, timeout=600, cwd=REPO)
-        assert res.returncode == 0, f"{part}: {res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    res = subprocess.run([sys.executable, str(script), "all", "--quick", "--timeout", "240", "--out", str(tmp_path),
+                          "--to", str(tmp_path / "to")], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    quick_reference.check(tmp_path / "quick.json", "docs/compression/quick.json",
+                          "python experiments/compression.py all --quick --to docs/compression")
+    assert sorted(p.name for p in (tmp_path / "to").iterdir()) == ["quick.json"]
     convex = json.loads((tmp_path / "convex.json").read_text())
     assert {"exact gossip (D-SGD)", "CHOCO sign", "CHOCO top-k:ratio=0.01"} <= set(convex["methods"])
     for m in convex["methods"].values():
         assert all(math.isfinite(p[2]) for p in m["points"])
     deep = json.loads((tmp_path / "deep.json").read_text())
     assert {r["method"] for r in deep["runs"]} == {"dsgd", "choco-sign", "choco-top-1%"}
+    for r in deep["runs"]:
+        job = json.loads((REPO / r["run_dir"] / "job.json").read_text())
+        assert job["command"] == r["command"] and job["commit"] == deep["meta"]["commit"]
     md = (tmp_path / "README.md").read_text()
     assert "## Convex" in md and "## Deep" in md and re.search(r"mpirun (--allow-run-as-root )?-np ", md)
+    assert md.count(f"at commit `{convex['meta']['commit']}`") == 2, "each section names the commit of its numbers"
     for name in ("convex_bytes.png", "deep_accuracy_vs_mb.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
