@@ -186,6 +186,9 @@ class RunConfig:
     keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)",
                                 check=at_least(0))
     threads: int = opt(0, "torch threads per process (0: leave as is)", check=at_least(0))
+    resize: bool = opt(False, "on --resume, continue with another number of workers than the checkpoint's: "
+                       "workers that remain keep their state, new ones start from the average model; not "
+                       "bit-exact (another split of the same workers needs no flag and is exact)")
     comm_timeout: float = opt(0.0, "fail a neighbour exchange that takes longer than this many seconds, naming "
                               "the rank waited on (0: wait forever); with --backend torch, the timeout of every "
                               "torch.distributed operation, setup and checkpoint barriers included (0: 300 s)",

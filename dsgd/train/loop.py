@@ -26,6 +26,7 @@ from dsgd.train.heterogeneity import Heterogeneity
 from dsgd.train.partition_report import write_partition
 from dsgd.train.metrics import Meters, RunLog
 from dsgd.train.preempt import Preempted
+from dsgd.train.regroup import Regroup
 from dsgd.train.vectorized import make_workers
 
 
@@ -76,6 +77,7 @@ class Run:
         self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
         self.stop_signal = 0    # the signal the ranks agreed to stop on
         self.resumed = None     # a resume's record for resumes.jsonl (the CLI sets it after restore)
+        self.events = []        # metrics rows to log once training goes on (a resize)
 
     def _report_partition(self, out: Path) -> None:
         """partition.json / partition.png (rank 0) and one log line on the part sizes."""
@@ -183,7 +185,8 @@ class Run:
         c = self.cfg
         return {"world_size": self.comm.size, "workers_per_rank": c.run.workers_per_rank,
                 "algorithm": c.algo.algorithm, "topology": c.gossip.topology if build.uses_topology(c) else None,
-                "seed": c.run.seed, "model": c.model.model, "dataset": c.data.dataset, "batch_size": c.run.batch_size}
+                "seed": c.run.seed, "model": c.model.model, "dataset": c.data.dataset, "batch_size": c.run.batch_size,
+                "partition": c.data.partition}
 
     def save(self) -> None:
         """Every rank writes its workers; rank 0 then names the checkpoint the latest."""
@@ -200,21 +203,58 @@ class Run:
         self.comm.barrier()
 
     def restore(self, resume: str) -> None:
-        _, ckpt_dir, manifest = ckpt.find(resume)
-        mine, theirs = self.meta(), manifest
-        for key in ("world_size", "workers_per_rank", "algorithm", "topology", "seed", "model", "dataset",
-                    "batch_size"):
+        _, ckpt_dir, _ = ckpt.find(resume)
+        # the chosen checkpoint's own settings (a run resumed in another layout saves later ones in that)
+        mine, theirs = self.meta(), ckpt.load_rank(ckpt_dir, 0, mmap=True)["meta"]
+        theirs = {"partition": "iid", **theirs}  # checkpoints from before partitions existed
+        for key in ("algorithm", "topology", "seed", "model", "dataset", "batch_size", "partition"):
             if theirs.get(key) != mine[key]:
                 raise ckpt.CheckpointError(f"cannot resume: the checkpoint has {key}={theirs.get(key)!r}, "
                                            f"this run has {key}={mine[key]!r}")
-        state = ckpt.load_rank(ckpt_dir, self.comm.rank)
-        for name, part in self.components().items():
-            part.load_state_dict(state[name])
+        old_ranks, old_K = int(theirs["world_size"]), int(theirs["workers_per_rank"])
+        size, K, n = self.comm.size, self.cfg.run.workers_per_rank, self.plan.n_workers
+        resized = old_ranks * old_K != n
+        if resized and not self.cfg.run.resize:
+            same = (f"--workers-per-rank {old_ranks * old_K // size} for the same {old_ranks * old_K} workers, or "
+                    if (old_ranks * old_K) % size == 0 else "")
+            raise ckpt.CheckpointError(
+                f"cannot resume: the checkpoint has {old_ranks * old_K} workers ({old_ranks} ranks x {old_K}), "
+                f"this run has {n} ({size} x {K}); give {same}--resize true to continue with {n} workers "
+                f"(not bit-exact)")
+        if (old_ranks, old_K) == (size, K):
+            state = ckpt.load_rank(ckpt_dir, self.comm.rank)
+            for name, part in self.components().items():
+                part.load_state_dict(state[name])
+        else:
+            state = self._regroup(ckpt_dir, old_ranks, old_K, resized)
         ckpt.restore_rng(state["rng"])
         self.step = int(state["step"])
         if self.comm.rank == 0:
             self.log.truncate_after(self.step)
-        self.log.info(f"resumed from {ckpt_dir} at step {self.step}")
+        how = "" if (old_ranks, old_K) == (size, K) else f" (saved as {old_ranks} ranks x {old_K} workers)"
+        self.log.info(f"resumed from {ckpt_dir} at step {self.step}{how}")
+        if resized:
+            self.log.info(f"resized from {old_ranks * old_K} to {n} workers at step {self.step}: workers "
+                          f"{min(n, old_ranks * old_K)}.. are new (the average model) or dropped; the rule's "
+                          f"own state restarts and data is re-partitioned over {n} workers")
+            self.events.append({"step": self.step, "event": "resize", "workers_before": old_ranks * old_K,
+                                "workers_after": n})
+        self.cfg.run.resize = False  # it applies to this resume; config.yaml must not carry it to the next
+
+    def _regroup(self, ckpt_dir: Path, old_ranks: int, old_K: int, resized: bool) -> dict:
+        """Load another layout's checkpoint: this rank's workers' rows from whichever old files hold
+        them (mapped, so only those rows are read). Returns the old file whose RNG state and step
+        this rank continues with."""
+        old = [ckpt.load_rank(ckpt_dir, r, mmap=True) for r in range(old_ranks)]
+        first, K = self.comm.rank * self.cfg.run.workers_per_rank, self.cfg.run.workers_per_rank
+        for name, part in self.components().items():
+            if name == "rule" and resized:
+                continue  # its recursion's invariants hold for the old set of workers only
+            g = Regroup([s[name] for s in old], old_K, first, K, self.comm.rank)
+            part.load_state_dict(part.regroup_state(g))
+        if resized:
+            self.rule.attach(self.engine)  # a fresh state, built from the workers as they are now
+        return old[Regroup(old, old_K, first, K, self.comm.rank).owner()]
 
     def checkpoint_due(self) -> bool:
         every = self.cfg.run.checkpoint_every
@@ -225,6 +265,8 @@ class Run:
         cfg, r = self.cfg, self.cfg.run
         if self.comm.rank == 0:
             rundir.write_settings(self.out, cfg.as_dict(), self.resumed)
+        for event in self.events:
+            self.log.metrics(event)
         self.log.info(f"{cfg.algo.algorithm}: {self.plan.n_workers} workers ({self.comm.size} ranks x "
                       f"{r.workers_per_rank}), {self.plan.total_steps} steps, {self.plan.steps_per_epoch}/epoch, "
                       f"device {self.device}")

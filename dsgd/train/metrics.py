@@ -41,6 +41,14 @@ class Meters:
         self.compute_s, self.window = state["compute_s"], list(state["window"])
         self.wall_s, self._origin = float(state.get("wall_s", 0.0)), None  # absent in older checkpoints
 
+    def regroup_state(self, g) -> dict:
+        """Another split of the workers: rank 0 carries the loss window's totals (reported as sums
+        over ranks); every other counter is reported as a mean over ranks and starts from it."""
+        state = {k: g.mean_counter(lambda s, k=k: s[k]) for k, v in g.old[0].items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        state["window"] = [g.sum_on_rank0(lambda s, i=i: s["window"][i]) for i in range(len(self.window))]
+        return {**g.old[0], **state}
+
 
 class RunLog:
     """Only rank 0 writes shared files; every rank writes its own plain log.

@@ -35,9 +35,10 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path
     assert torch.equal(worker_params(short), worker_params(long_))
 
 
-def test_resume_with_another_world_size_is_refused_with_one_line(tmp_path):
+def test_resume_with_another_number_of_workers_is_refused_with_one_line_unless_resized(tmp_path):
     train(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4", "--eval-every", "4")
     res = train(4, tmp_path, "--resume", str(tmp_path), ok=False)
     assert res.returncode == 2
-    assert "cannot resume: the checkpoint has world_size=2, this run has world_size=4" in res.stdout
+    assert ("cannot resume: the checkpoint has 2 workers (2 ranks x 1), this run has 4 (4 x 1); give "
+            "--resize true to continue with 4 workers (not bit-exact)") in res.stdout
     assert "Traceback" not in res.stdout
