@@ -1,6 +1,6 @@
 """Heterogeneous data: where the communication graph changes accuracy, and which methods undo it.
 
-    python experiments/heterogeneity.py sweep  [--seeds 0 1 2] [--steps 150] [--out runs/heterogeneity]
+    python experiments/heterogeneity.py sweep  [--seeds 0 1 2] [--steps 100] [--out runs/heterogeneity]
     python experiments/heterogeneity.py scale  [--workers 16 32 64] [--seeds 0 1 2] [--out runs/heterogeneity]
     python experiments/heterogeneity.py report [--out runs/heterogeneity] [--to DIR]
     python experiments/heterogeneity.py all --quick      # a small configuration of everything (CI)
@@ -29,7 +29,7 @@ from dsgd import launcher  # noqa: E402
 import provenance  # noqa: E402
 
 RANKS = 2
-COMMON = ["--dataset", "fashion-mnist", "--norm", "none", "--batch-size", "16", "--eval-samples", "2000",
+COMMON = ["--dataset", "fashion-mnist", "--norm", "none", "--batch-size", "16", "--eval-samples", "1000",
           "--heterogeneity-metrics", "true"]
 MOMENTUM = ["--lr", "0.05", "--momentum", "0.9"]          # D-SGD with local momentum, quasi-global momentum
 PLAIN = ["--lr", "0.2", "--momentum", "0"]                 # methods that step by their own recursion
@@ -81,7 +81,7 @@ def key(cell: dict) -> str:
 
 
 def trainer_args(cell: dict, seed: int, steps: int, run_dir: Path, quick: bool = False) -> list[str]:
-    every = max(1, steps // (2 if quick else 5))
+    every = max(1, steps // (2 if quick else 4))
     return ["-m", "dsgd.train", *method(cell["method"]), *COMMON, *(QUICK if quick else []), "--model", cell["model"],
             "--topology", GRAPHS[cell["graph"]], "--partition", PARTITIONS[cell["partition"]], "--seed", str(seed),
             "--workers-per-rank", str(cell["n"] // RANKS), "--steps-per-epoch", str(steps), "--epochs", "1",
@@ -335,7 +335,7 @@ SETUP = ("Fashion-MNIST, the small CNN without normalization (scale: the MLP), l
          "momentum 0.9; the methods that step by their own recursion (gradient tracking, exact diffusion, "
          "CHOCO-SGD with sign compression, consensus step 0.5) beside D-SGD with the same plain steps at "
          "lr 0.2; label partitions by Dirichlet(alpha) over classes; evaluation of the averaged model and of "
-         "every worker's own model on 2000 test images; zeta^2 on 256 fixed probe samples per worker.")
+         "every worker's own model on 1000 test images; zeta^2 on 256 fixed probe samples per worker.")
 LEFT_OUT = ("Of the full grid (6 methods x 5 graphs x 3 partitions at 16 workers), the sweep runs D-SGD with "
             "local momentum on every graph under alpha = 0.1 and on the complete graph and the ring under IID "
             "and alpha = 1, and the heterogeneity-robust methods on the ring under alpha = 0.1 only, with their "
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "runs" / "heterogeneity"))
     ap.add_argument("--to", help="where report writes results.md, results.json and plots (default: --out)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=150, help="training steps of each job (one epoch of this length)")
+    ap.add_argument("--steps", type=int, default=100, help="training steps of each job (one epoch of this length)")
     ap.add_argument("--workers", type=int, nargs="+", default=[16, 32, 64], help="scale: worker counts")
     ap.add_argument("--full", action="store_true", help="sweep: every method x graph x partition")
     ap.add_argument("--quick", action="store_true", help="a small configuration (CI): 2 seeds, few steps, few cells")
