@@ -88,6 +88,10 @@ def trainer_args(cell: dict, seed: int, steps: int, run_dir: Path, quick: bool =
             "--eval-every", str(every), "--log-every", str(every), "--out", str(run_dir), "--overwrite", "true"]
 
 
+QUICK_METRICS = ("step", "test_acc", "consensus_distance", "zeta2", "local_test_acc_mean", "local_test_acc_min",
+                 "bytes_sent")
+
+
 def run_job(cell: dict, seed: int, steps: int, out: Path, timeout: float, code: str, quick: bool = False) -> dict:
     run_dir = out / key(cell) / f"seed{seed}"
     line = launcher.mpirun_command(RANKS, trainer_args(cell, seed, steps, Path(provenance.rel(run_dir)), quick),
@@ -347,8 +351,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["sweep", "scale", "report", "all"])
-    ap.add_argument("--out", default=str(REPO / "runs" / "heterogeneity"))
-    ap.add_argument("--to", help="where report writes results.md, results.json and plots (default: --out)")
+    ap.add_argument("--out", help="run directories and runs.json (default: runs/heterogeneity, with --quick "
+                    "runs/heterogeneity-quick)")
+    ap.add_argument("--to", help="where report writes results.md, results.json and plots (default: --out); with "
+                    "--quick only quick.json goes there")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=100, help="training steps of each job (one epoch of this length)")
     ap.add_argument("--workers", type=int, nargs="+", default=[16, 32, 64], help="scale: worker counts")
@@ -356,7 +362,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small configuration (CI): 2 seeds, few steps, few cells")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or REPO / "runs" / ("heterogeneity-quick" if args.quick else "heterogeneity"))
     if args.quick:
         args.seeds, args.steps, args.workers = args.seeds[:2], min(args.steps, 8), [8]
     out.mkdir(parents=True, exist_ok=True)
@@ -382,7 +388,13 @@ def main(argv=None) -> int:
             "machine": f"{m['host']} ({m['cpus']} CPUs, {m['platform']}, Python {m['python']}, torch {m['torch']}, "
                        f"load average at start {m['load_average_at_start']})",
             "setup": SETUP, "left_out": LEFT_OUT, "steps": args.steps}
-    write_report({"meta": meta, "runs": runs}, Path(args.to) if args.to else out)
+    write_report({"meta": meta, "runs": runs}, Path(args.to) if args.to and not args.quick else out)
+    if args.quick:
+        numbers = {f"{r['key']}/seed{r['seed']}": {k: r[k] for k in QUICK_METRICS} for r in runs}
+        for where in [out] + ([Path(args.to)] if args.to else []):
+            provenance.write_reference(where / "quick.json", {k: meta[k] for k in ("command", "commit", "date")},
+                                       numbers)
+            print(f"quick.json in {provenance.rel(where)}/")
     return 0
 
 
