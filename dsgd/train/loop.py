@@ -141,6 +141,8 @@ class Run:
             raise NonFiniteError(f"{what} on rank {int(worst // 2) - 1}")
         if worst > 0:
             self.stop_signal = int(round(worst * 64))
+            if self.stop is not None:
+                self.stop.agreed(self.stop_signal)
 
     def evaluate(self, step: int) -> dict:
         cfg, w, comm = self.cfg, self.workers, self.comm

@@ -38,6 +38,11 @@ class StopSignal:
                 pass
         return self
 
+    def agreed(self, signum: int) -> None:
+        """The ranks agreed to stop on `signum`, perhaps sent to another rank: count it as this rank's
+        first, so that the next signal here, during the stop's checkpoint, is the second."""
+        self.received = self.received or signum
+
     def _handle(self, signum, frame) -> None:
         if self.received and self.checkpointing:
             os._exit(STOPPED_HARD)
