@@ -89,3 +89,12 @@ def test_resize_from_8_to_6_workers_under_mpirun_continues_and_trains(tmp_path, 
     evals = [r for r in rows if "test_acc" in r]
     assert evals[-1]["step"] > STEPS and worker_params(out).shape[0] == 6
     assert evals[-1]["test_acc"] > 0.5  # ten classes: chance is 0.1; it kept learning after the resize
+
+
+def test_resize_changes_only_the_number_of_workers(eight_workers):
+    cfg, _ = parse([*FAST, *TINY, "--algorithm", "csgd", "--steps-per-epoch", str(STEPS), "--workers-per-rank", "6",
+                    "--resize", "true", "--out", str(eight_workers)])
+    run = Run(cfg, SimulatedMixer(6), Path(eight_workers))
+    with pytest.raises(ckpt.CheckpointError, match="cannot resume: the checkpoint has algorithm='dsgd', this run "
+                                                   "has algorithm='csgd'"):
+        run.restore(str(eight_workers))
