@@ -31,7 +31,9 @@ def fake_slurm(bin_dir: Path, log: Path) -> None:
 
 
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "activate").exists(), reason="the script sources .venv")
-def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(tmp_path):
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(tmp_path, launcher):
+    """Either launcher: srun (a stand-in) or launch/dsgd-mpirun inside the allocation (real mpirun)."""
     log = tmp_path / "scontrol.log"
     fake_slurm(tmp_path / "bin", log)
     (tmp_path / "recipe.yaml").write_text("model: mlp\nalgorithm: dsgd\ntopology: complete\nsteps_per_epoch: 900\n"
@@ -39,7 +41,9 @@ def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(
     env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
                f"{os.environ['PATH']}", SLURM_JOB_ID="42", SLURM_JOB_NAME=f"test-{os.getpid()}",
                DSGD_RECIPE=str(tmp_path / "recipe.yaml"), OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1", DSGD_LAUNCHER=launcher,
+               SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2(x1)", SLURM_CPUS_PER_TASK="1")
+    env["SLURM_JOB_NAME"] += f"-{launcher}"
     run_dir = REPO / "runs" / f"slurm-{env['SLURM_JOB_NAME']}"
     try:
         proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=REPO, env=env, stdout=subprocess.PIPE,
