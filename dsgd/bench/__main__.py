@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "overhead": ("dsgd.bench.overhead", "one worker's training step against a plain PyTorch loop"),
     "peers": ("dsgd.bench.peers", "local SGD and C-SGD against PyTorch's model averager and DDP"),
     "compress": ("dsgd.bench.compress", "compressed mixing per codec against the dense step: time, bytes on the wire"),
+    "agree": ("dsgd.bench.agree", "the per-step agreement (one-float allreduce) against the same step without it"),
     "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
 }
 

@@ -197,6 +197,8 @@ COMMANDS = {
     "launch/dsgd-mpirun -np 2 --oversubscribe -- python -m dsgd.bench peers --repeats 60 --json":
         Covered(BENCH_TEST, '"-m", "dsgd.bench", "peers"'),
     "python -m dsgd.bench scaling --json": Covered(BENCH_TEST, '"scaling", "--ranks"'),
+    **{f"launch/dsgd-mpirun -np {n} --oversubscribe -- python -m dsgd.bench agree --json":
+       Covered("tests/mpi/test_bench_agree.py", '"-m", "dsgd.bench", "agree"') for n in (2, 4, 8)},
     # docs/launch.md
     "launch/dsgd-mpirun -np 4 --oversubscribe -- python -m dsgd.train --algorithm dsgd --topology ring --dataset "
     "fashion-mnist --model cnn --epochs 1 --steps-per-epoch 20 --batch-size 32 --lr 0.05 --out runs/ring4":
