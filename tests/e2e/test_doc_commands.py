@@ -252,6 +252,14 @@ COMMANDS = {
     "python experiments/compression.py all --quick": Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
     "python experiments/compression.py all --quick --to docs/compression":
         Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py sweep": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py scale": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py report --to docs/heterogeneity":
+        Covered("tests/e2e/test_heterogeneity_experiment.py", '"--to"'),
+    "python experiments/heterogeneity.py all --quick":
+        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py all --quick --to docs/heterogeneity":
+        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
     "python experiments/compare_topologies.py --to docs/topology-comparison":
         Covered("tests/e2e/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --quick --out /tmp/q": Covered("tests/e2e/test_experiments.py",
