@@ -8,7 +8,9 @@ import mpi_harness
 P = mpi_harness.program
 
 
-@pytest.mark.parametrize("np_, k, backends", [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (3, 1, "mpi"), (8, 1, "mpi"),
+# 8 workers as 4 ranks x 2: the 8-node graphs (exponential with peers at distance 1, 2 and 4) on half the
+# processes of 8 x 1, with edges both inside and across ranks
+@pytest.mark.parametrize("np_, k, backends", [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (3, 1, "mpi"), (4, 2, "mpi"),
                                               (2, 2, "mpi,torch"), (1, 4, "self,simulated")])
 def test_compressed_mixing_equals_dense_reference_on_decoded_payloads(np_, k, backends):
     out = mpi_harness.run_ok(np_, [P("mix_compressed.py"), "--backends", backends, "--workers-per-rank", str(k)],
