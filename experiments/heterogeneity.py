@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ RANKS = 2
 COMMON = ["--dataset", "fashion-mnist", "--norm", "none", "--batch-size", "16", "--eval-samples", "1000",
           "--heterogeneity-metrics", "true"]
 MOMENTUM = ["--lr", "0.05", "--momentum", "0.9"]          # D-SGD with local momentum, quasi-global momentum
-PLAIN = ["--lr", "0.2", "--momentum", "0"]                 # methods that step by their own recursion
+PLAIN = ["--lr", "0.1", "--momentum", "0"]                 # methods that step by their own recursion (0.2 diverged)
 QUICK = ["--eval-samples", "500", "--probe-samples", "64"]  # later flags win
 PARTITIONS = {"iid": "iid", "alpha=1": "dirichlet:alpha=1", "alpha=0.1": "dirichlet:alpha=0.1"}
 GRAPHS = {"complete": "complete", "ring": "ring", "torus": "torus:rows=4,cols=4", "exponential": "exponential",
@@ -90,10 +91,16 @@ QUICK_METRICS = ("step", "test_acc", "consensus_distance", "zeta2", "local_test_
                  "bytes_sent")
 
 
-def run_job(cell: dict, seed: int, steps: int, out: Path, timeout: float, code: str, quick: bool = False) -> dict:
+def run_job(cell: dict, seed: int, steps: int, out: Path, timeout: float, code: str, quick: bool = False,
+            also_keep: list[str] = ()) -> dict:
     run_dir = out / key(cell) / f"seed{seed}"
     line = launcher.mpirun_command(RANKS, trainer_args(cell, seed, steps, Path(provenance.rel(run_dir)), quick),
                                    provenance.python(), threads=1 if quick else None)
+    # --keep-commit C: the same command run at clean commit C stands (each run names its own commit)
+    earlier = next((j for c in also_keep if (j := provenance.kept_job(run_dir, shlex.join(line), c))), None)
+    if earlier is not None:
+        print(f"== {key(cell)} seed {seed}: same command at kept commit {earlier['commit'][:10]}", flush=True)
+        return summarize(cell, seed, run_dir, earlier)
     job, kept = provenance.run_job(line, run_dir, code, timeout, "heterogeneity", f"{key(cell)} seed {seed}")
     s = summarize(cell, seed, run_dir, job)
     if not kept:
@@ -341,7 +348,7 @@ SETUP = ("Fashion-MNIST, the small CNN without normalization (scale: the MLP), l
          "holding n / 2 workers each; D-SGD with local momentum and quasi-global momentum at lr 0.05, "
          "momentum 0.9; the methods that step by their own recursion (gradient tracking, exact diffusion, "
          "CHOCO-SGD with sign compression, consensus step 0.5) beside D-SGD with the same plain steps at "
-         "lr 0.2; label partitions by Dirichlet(alpha) over classes; evaluation of the averaged model and of "
+         "lr 0.1 (at lr 0.2 plain D-SGD on the ring diverged for one seed); label partitions by Dirichlet(alpha) over classes; evaluation of the averaged model and of "
          "every worker's own model on 1000 test images; zeta^2 on 256 fixed probe samples per worker.")
 LEFT_OUT = ("Of the full grid (6 methods x 5 graphs x 3 partitions at 16 workers), the sweep runs D-SGD with "
             "local momentum on the complete graph, the ring and the one-peer exponential graph under alpha = 0.1 "
@@ -368,6 +375,9 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="sweep: every method x graph x partition")
     ap.add_argument("--quick", action="store_true", help="a small configuration (CI): 2 seeds, few steps, few cells")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--keep-commit", nargs="+", default=[], metavar="COMMIT",
+                    help="also keep run directories of the same command run at these clean commits (the "
+                         "report names every run's commit)")
     args = ap.parse_args(argv)
     out = Path(args.out or REPO / "runs" / ("heterogeneity-quick" if args.quick else "heterogeneity"))
     if args.quick:
@@ -383,7 +393,7 @@ def main(argv=None) -> int:
         cells += scale_grid(args.workers, args.quick)
     for cell in cells:
         for seed in args.seeds:
-            s = run_job(cell, seed, args.steps, out, args.timeout, code, args.quick)
+            s = run_job(cell, seed, args.steps, out, args.timeout, code, args.quick, args.keep_commit)
             runs = [r for r in runs if (r["key"], r["seed"]) != (s["key"], s["seed"])] + [s]
             store.write_text(json.dumps({"runs": runs}, indent=1))
     if not runs:
