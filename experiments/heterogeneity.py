@@ -151,8 +151,24 @@ def compare(t: dict, a: str, b: str) -> dict | None:
         return None
     A, B = t[a]["final_test_acc"], t[b]["final_test_acc"]
     diff, spread = B["mean"] - A["mean"], max(A["std"], B["std"])
+    seeds = min(A["n"], B["n"])
     return {"a": a, "b": b, "a_mean": A["mean"], "b_mean": B["mean"], "diff": diff, "spread": spread,
-            "beyond_spread": abs(diff) > spread}
+            "seeds": seeds, "beyond_spread": abs(diff) > spread if seeds >= MIN_SEEDS else None}
+
+
+MIN_SEEDS = 3  # fewer seeds on either side: the numbers are shown, no verdict is drawn
+
+
+def claim(r: dict) -> str:
+    if r["beyond_spread"] is None:
+        return f"is not tested (only {r['seeds']} seed{'s' if r['seeds'] != 1 else ''} ran on one side)"
+    return "holds" if r["beyond_spread"] and r["diff"] > 0 else "does not hold"
+
+
+def verdict(r: dict, yes: str, no: str) -> str:
+    if r["beyond_spread"] is None:
+        return f"no verdict (only {r['seeds']} seed{'s' if r['seeds'] != 1 else ''} on one side) on"
+    return yes if r["beyond_spread"] else no
 
 
 def sweep_key(m, g, p, n=16, study="sweep"):
@@ -186,30 +202,30 @@ def sentences(ans: dict, scale: dict) -> list[str]:
     if a:
         out.append(f"(a) Under Dirichlet alpha = 0.1, D-SGD on the ring ends at {pct(a['b_mean'])}% against "
                    f"{pct(a['a_mean'])}% on the complete graph: a difference of {pct(a['diff'])} points, "
-                   f"{'more' if a['beyond_spread'] else 'not more'} than the seed spread "
+                   f"{verdict(a, 'more than', 'not more than')} the seed spread "
                    f"({pct(a['spread'])} points, the larger standard deviation).")
     for m, r in ans["b_robust_methods_on_ring_alpha0.1"].items():
         closed = (f"; that is {100 * r['gap_closed']:.0f}% of the ring-to-complete gap of its baseline "
                   f"({pct(r['ring_to_complete_gap'])} points)" if r["gap_closed"] is not None else "")
         out.append(f"(b) {m} on the ring under alpha = 0.1: {pct(r['b_mean'])}% against {pct(r['a_mean'])}% for "
                    f"{r['a'].split('/')[3]} on the same ring, {pct(r['diff'])} points "
-                   f"({'beyond' if r['beyond_spread'] else 'within'} the seed spread of {pct(r['spread'])}){closed}.")
+                   f"({verdict(r, 'beyond', 'within')} the seed spread of {pct(r['spread'])}){closed}.")
     c = ans["c_ring_vs_complete_iid"]
     if c:
         out.append(f"(c) Under IID data the ring and the complete graph end at {pct(c['b_mean'])}% and "
                    f"{pct(c['a_mean'])}%: {pct(c['diff'])} points, "
-                   f"{'beyond' if c['beyond_spread'] else 'within'} the seed spread ({pct(c['spread'])}).")
+                   f"{verdict(c, 'beyond', 'within')} the seed spread ({pct(c['spread'])}).")
     q = ans["b_robust_methods_on_ring_alpha0.1"].get("qgm")
     if q:
         out.append(f"(d) Published claim: quasi-global momentum beats local momentum on a non-IID ring. Here: "
-                   f"{pct(q['diff'])} points; the claim {'holds' if q['diff'] > q['spread'] else 'does not hold'} "
-                   f"at this scale (beyond the seed spread is the test).")
+                   f"{pct(q['diff'])} points; the claim "
+                   f"{claim(q)} at this scale (a gain beyond the seed spread is the test).")
     for m in ("gradient-tracking", "exact-diffusion"):
         r = ans["b_robust_methods_on_ring_alpha0.1"].get(m)
         if r:
             out.append(f"(d) Published claim: {m} beats D-SGD when workers see few labels. Here, against D-SGD "
                        f"with the same plain steps: {pct(r['diff'])} points; the claim "
-                       f"{'holds' if r['diff'] > r['spread'] else 'does not hold'} at this scale.")
+                       f"{claim(r)} at this scale.")
     for line in scale:
         out.append(line)
     return out
@@ -228,7 +244,7 @@ def scale_sentences(t: dict, workers: list[int]) -> list[str]:
         out.append(f"Scale: the complete graph minus the ring under alpha = 0.1, {desc}.")
         if len(gaps) > 1:
             grows = all(gaps[i + 1][1]["diff"] < gaps[i][1]["diff"] for i in range(len(gaps) - 1))
-            beyond = [n for n, c in gaps if c["beyond_spread"]]
+            beyond = [n for n, c in gaps if c["beyond_spread"]]  # None (too few seeds) counts as no
             out.append(f"Scale: the gap {'grows' if grows else 'does not grow steadily'} with the number of workers "
                        f"(the ring's spectral gap shrinks as 1/n^2); it exceeds the seed spread at "
                        f"{', '.join(f'n = {n}' for n in beyond) if beyond else 'no n tried'}.")
@@ -274,7 +290,7 @@ def plots(runs: list[dict], to: Path) -> list[str]:
     control = [(sweep_key("dsgd-momentum", gr, p), f"D-SGD {gr}, {p}") for p in ("iid", "alpha=1")
                for gr in ("complete", "ring")]
     figure("a_topology_under_heterogeneity.png", [("16 workers, Dirichlet alpha = 0.1", topo),
-                                                  ("control: IID and alpha = 1", control)], "test_acc", "test accuracy")
+                                                  ("control: IID data (and alpha = 1 where run)", control)], "test_acc", "test accuracy")
     robust = [(sweep_key(m, gr, "alpha=0.1"), f"{m} {gr}") for m, gr in
               (("dsgd-momentum", "complete"), ("dsgd-momentum", "ring"), ("qgm", "ring"))]
     plain = [(sweep_key(m, gr, "alpha=0.1"), f"{m} {gr}") for m, gr in
@@ -322,8 +338,10 @@ def write_report(results: dict, to: Path) -> None:
     made = plots(runs, to)
     m = results["meta"]
     lines = ["# Heterogeneous data: topology and heterogeneity-robust methods", "",
-             f"Produced by `{m['command']}` at commit `{m['commit']}`, {m['date']}, on {m['machine']}. "
-             f"Total job time {sum(r['job_wall_s'] for r in runs):.0f} s.", "",
+             f"Runs trained at commit(s) `{m['commit']}` on {m['machine']}, dates "
+             f"{min(r['date'] for r in runs)} to {max(r['date'] for r in runs)}; total job time "
+             f"{sum(r['job_wall_s'] for r in runs):.0f} s. Report produced by `{m['command']}` at commit "
+             f"`{m['report_commit']}`, {m['date']}.", "",
              f"Setup: {m['setup']}", "", "## What the numbers say", ""]
     lines += [f"- {s}" for s in said]
     lines += ["", "## Final test accuracy (mean ± std over seeds, min..max)", "",
@@ -336,6 +354,13 @@ def write_report(results: dict, to: Path) -> None:
                      f"{pct(t[k]['final_local_mean']['mean'])} / {pct(t[k]['final_local_min']['mean'])} | "
                      f"{t[k]['final_zeta2']:.3g} | {t[k]['final_consensus_distance']:.3g} | "
                      f"{t[k]['mb_sent_per_worker']:.0f} | {len(t[k]['seeds'])} |")
+    have = {(r["key"], r["seed"]) for r in runs}
+    seeds = m.get("seeds", [0, 1, 2])
+    missing = [f"`{key(c)}` seed {sd}" for c in sweep_grid(m.get("quick", False)) + scale_grid(
+               m.get("workers", [16, 32, 64]), m.get("quick", False)) for sd in seeds if (key(c), sd) not in have]
+    if missing:
+        lines += ["", "## Not run", "", f"Of the planned jobs, {len(missing)} did not run and appear nowhere above: "
+                  + ", ".join(missing) + "."]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in made]
     lines += ["", "## Left out", "", m["left_out"], "", "## Commands", "",
               "Every job's exact command is in results.json (`runs[].command`); one of them:", "", "```bash",
@@ -401,10 +426,11 @@ def main(argv=None) -> int:
     commits = sorted({r["commit"] for r in runs})
     m = provenance.machine()
     meta = {"command": provenance.script_command("heterogeneity.py", argv if argv is not None else sys.argv[1:]),
-            "commit": ", ".join(commits), "date": provenance.now(),
+            "commit": ", ".join(commits), "report_commit": code, "date": provenance.now(),
             "machine": f"{m['host']} ({m['cpus']} CPUs, {m['platform']}, Python {m['python']}, torch {m['torch']}, "
                        f"load average at start {m['load_average_at_start']})",
-            "setup": SETUP, "left_out": LEFT_OUT, "steps": args.steps}
+            "setup": SETUP, "left_out": LEFT_OUT, "steps": args.steps, "seeds": args.seeds, "workers": args.workers,
+            "quick": args.quick}
     write_report({"meta": meta, "runs": runs}, Path(args.to) if args.to and not args.quick else out)
     if args.quick:
         numbers = {f"{r['key']}/seed{r['seed']}": {k: r[k] for k in QUICK_METRICS} for r in runs}
