@@ -252,6 +252,8 @@ COMMANDS = {
     "python experiments/compression.py all --quick": Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
     "python experiments/compression.py all --quick --to docs/compression":
         Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    ".venv/bin/python experiments/heterogeneity.py sweep":
+        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
     "python experiments/heterogeneity.py sweep": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
     "python experiments/heterogeneity.py scale": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
     "python experiments/heterogeneity.py report --to docs/heterogeneity":
