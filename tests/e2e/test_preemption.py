@@ -57,6 +57,38 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
     assert torch.equal(worker_params(stopped), worker_params(whole))
 
 
+def test_sigusr1_to_mpirun_stops_every_rank_at_one_checkpointed_step(tmp_path):
+    """Signalling the launcher: Open MPI's mpirun forwards SIGUSR1 to every rank. (SIGTERM to mpirun
+    itself ends the job about a second later, before the ranks reach a step boundary: send SIGUSR1
+    to mpirun, or SIGTERM to the ranks, as srun and scancel do.)"""
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(launcher.mpirun_command(4, ["-m", "dsgd.train", *FLAGS, "--out", str(stopped)],
+                                                    oversubscribe=True),
+                            cwd=launcher.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (stopped / "checkpoints" / "latest.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGUSR1)
+        out, _ = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    step = latest_step(stopped)
+    assert proc.returncode == 4, out[-3000:]
+    assert 0 < step < STEPS and took < 60, (step, took)
+    assert f"dsgd.train: stopped by SIGUSR1 at step {step}; checkpoint {stopped}/checkpoints/step-{step:08d}" in out
+    for rank in range(4):  # every rank wrote its part of that checkpoint
+        assert (stopped / "checkpoints" / f"step-{step:08d}" / f"rank{rank}.pt").is_file()
+    mpi_harness.run_ok(4, ["-m", "dsgd.train", "--out", str(stopped), "--resume", "auto"], timeout=300)
+    assert latest_step(stopped) == STEPS
+
+
 def test_resume_auto_refuses_a_run_directory_with_other_settings(tmp_path):
     train(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4",
           "--eval-every", "4")
