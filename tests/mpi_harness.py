@@ -12,9 +12,12 @@ PROGRAMS = REPO / "tests" / "mpi" / "programs"
 
 def run(np: int, args: list[str], timeout: float = 120, env: dict | None = None,
         cwd: str | Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m mpi4py ARGS` on NP ranks; a job still running after TIMEOUT fails the test."""
+    """Run `python -m mpi4py ARGS` on NP ranks; a job still running after TIMEOUT fails the test.
+
+    One thread per rank, whatever the cores: tests compare layouts (4 x 1 against 1 x 4) bit for bit,
+    and a reduction split over another number of threads rounds differently."""
     try:
-        return launcher.run(np, args, timeout=timeout, env=env, cwd=cwd or REPO)
+        return launcher.run(np, args, timeout=timeout, env=env, cwd=cwd or REPO, threads=1)
     except TimeoutError as e:
         raise AssertionError(str(e)) from None
 
