@@ -41,7 +41,7 @@ def test_quick_heterogeneity_report_answers_from_its_own_numbers(quick):
     assert a["b_mean"] == pytest.approx(sum(ring) / len(ring))
     assert any(s.startswith("(a) Under Dirichlet alpha = 0.1") for s in results["sentences"])
     md = (quick / "results.md").read_text()
-    assert "Produced by `python experiments/heterogeneity.py all --quick" in md
+    assert "Report produced by `python experiments/heterogeneity.py all --quick" in md
     for png in ("a_topology_under_heterogeneity.png", "b_robust_methods_on_the_ring.png", "accuracy_vs_mb.png",
                 "consensus_distance.png", "zeta2.png", "scale.png"):
         assert (quick / png).stat().st_size > 1000, png
