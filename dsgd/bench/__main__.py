@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("dsgd.bench.compress", "compressed mixing per codec against the dense step: time, bytes on the wire"),
     "agree": ("dsgd.bench.agree", "the per-step agreement (one-float allreduce) against the same step without it"),
     "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
+    "cost": ("dsgd.bench.cost", "predicted step times on a described network (alpha-beta model), fitted here"),
 }
 
 
