@@ -204,7 +204,7 @@ def run_papers(args) -> dict:
 
 
 def parse_args(argv: list) -> argparse.Namespace:
-    ap = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,calibrate,papers}")
     add_predict(sub)
     add_calibrate(sub)

@@ -160,6 +160,23 @@ def demo_printed_what_ran(tmp: Path, output: str) -> None:
     assert "Fashion-MNIST, 2 workers, 2 steps" in output
 
 
+def cost_calibrated(tmp: Path, output: str) -> None:
+    report = json.loads(output[output.index("{"):])
+    assert {p["numel"] for p in report["points"]} == {16384, 65536}, report["points"]
+    assert report["fits"]["sparse"]["dsgd_s"]["beta_bytes_per_s"] and (tmp / "mix.json").exists()
+
+
+def cost_papers(tmp: Path, output: str) -> None:
+    rows = json.loads(output)["results"]
+    assert rows and all(r["predicted_speedup"] > 0 and r["published_speedup"] > 1 for r in rows), rows
+
+
+def cost_predicted(tmp: Path, output: str) -> None:
+    report = json.loads(output)
+    assert report["ranks"] == 32 and report["results"][0]["algorithm"] == "csgd", report["results"][0]
+    assert all(r["step_s"] >= report["compute_s"] * (1 - 1e-9) for r in report["results"])  # float sums
+
+
 COMMANDS = {
     # README.md
     "make demo": Run(
@@ -199,6 +216,15 @@ COMMANDS = {
     "python -m dsgd.bench scaling --json": Covered(BENCH_TEST, '"scaling", "--ranks"'),
     **{f"launch/dsgd-mpirun -np {n} --oversubscribe -- python -m dsgd.bench agree --json":
        Covered("tests/mpi/test_bench_agree.py", '"-m", "dsgd.bench", "agree"') for n in (2, 4, 8)},
+    # docs/cost-model.md (calibrate shortened: two sizes, two repeats, its mix report into {tmp})
+    "python -m dsgd.bench cost calibrate --ranks 4 --numel 16384 65536 262144 1048576 2097152 4194304 "
+    "--repeats 10 --save-mix /tmp/costrun/mix.json": Run(
+        "cost-calibrate", extra="--numel 16384 65536 --repeats 2 --save-mix {tmp}/mix.json", check=cost_calibrated),
+    "python -m dsgd.bench cost papers": Run("cost-papers", check=cost_papers),
+    "python -m dsgd.bench cost predict --nodes 4 --ranks-per-node 8 --inter-bandwidth 10 --model resnet50":
+        Run("cost-predict", check=cost_predicted),
+    "python -m dsgd.bench cost predict --nodes 4 --ranks-per-node 8 --inter-bandwidth 10 --model resnet50 "
+    "--straggler-prob 0.05 --straggler-slowdown 4 --steps 256": Run("cost-predict-stragglers", check=cost_predicted),
     # docs/launch.md
     "launch/dsgd-mpirun -np 4 --oversubscribe -- python -m dsgd.train --algorithm dsgd --topology ring --dataset "
     "fashion-mnist --model cnn --epochs 1 --steps-per-epoch 20 --batch-size 32 --lr 0.05 --out runs/ring4":
