@@ -26,12 +26,18 @@ def one_peer_exponential_period(n: int) -> int:
     return max(1, math.ceil(math.log2(n))) if n > 1 else 1
 
 
+def one_peer_exponential_peers(n: int) -> Callable[[int], np.ndarray]:
+    """peer_k[i] = i + 2^k mod n: whom node i averages with at step k (Ying et al. 2021)."""
+    return lambda k: (np.arange(n) + 2 ** k) % n
+
+
 def one_peer_exponential(n: int) -> Callable[[int], np.ndarray]:
-    """W_k: node i averages with i + 2^k mod n (Ying et al. 2021).
+    """W_k: node i averages with i + 2^k mod n.
 
     For n a power of two, W_{p-1} ... W_0 is exactly the all-1/n matrix.
     """
-    return lambda k: half_half((np.arange(n) + 2 ** k) % n)
+    peers = one_peer_exponential_peers(n)
+    return lambda k: half_half(peers(k))
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,6 +54,12 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
+def random_one_peer_peers(n: int, seed: int) -> Callable[[int], np.ndarray]:
+    """peer_k: a random derangement drawn from (seed, k), the same on every process."""
+    return lambda k: derangement(n, np.random.default_rng([seed, k]))
+
+
 def random_one_peer(n: int, seed: int) -> Callable[[int], np.ndarray]:
-    """W_k with a random derangement drawn from (seed, k): same on every process."""
-    return lambda k: half_half(derangement(n, np.random.default_rng([seed, k])))
+    """W_k = (I + P_k) / 2 for the derangement peer_k."""
+    peers = random_one_peer_peers(n, seed)
+    return lambda k: half_half(peers(k))

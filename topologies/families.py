@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Tuple, Union
 import networkx as nx
 import numpy as np
 
-from . import dynamic, files, graphs, pushing
+from . import dynamic, files, graphs, pushing, steps
 from .errors import TopologyError
 from .options import as_int, as_path, as_probability, parse_spec
 from .topology import Topology, graph_of
@@ -117,23 +117,69 @@ def _matrix_file(n: int, weights: Weights, path: Any = None) -> Topology:
 
 
 def _one_peer_exponential(n: int, weights: Weights) -> Topology:
+    peers = dynamic.one_peer_exponential_peers(n)
     return Topology("one-peer-exponential", n, dynamic.one_peer_exponential(n),
                     period=dynamic.one_peer_exponential_period(n), directed=True,
-                    weights=weights, default_weights="uniform")
+                    weights=weights, default_weights="uniform",
+                    sparse_step=lambda k: steps.half_half_sparse(peers(k)))
 
 
 def _random_one_peer(n: int, weights: Weights, seed: Any = 0, period: Any = 1000) -> Topology:
     seed = as_int("random-one-peer", "seed", seed, minimum=0)
     period = as_int("random-one-peer", "period", period, minimum=1)
+    peers = dynamic.random_one_peer_peers(n, seed)
     return Topology("random-one-peer", n, dynamic.random_one_peer(n, seed), period=period,
                     directed=True, weights=weights, default_weights="uniform",
-                    options={"seed": seed, "period": period})
+                    options={"seed": seed, "period": period},
+                    sparse_step=lambda k: steps.half_half_sparse(peers(k)))
+
+
+def _hierarchical(n: int, weights: Weights, group: Any = 1, outer: Any = "exponential", inner_every: Any = 1,
+                  outer_every: Any = 1) -> Topology:
+    # group=1 makes it the outer family itself; the trainer fills in the launcher's ranks per node
+    # x workers per rank when the spec names no group.
+    group = as_int("hierarchical", "group", group, minimum=1)
+    inner_every = as_int("hierarchical", "inner_every", inner_every, minimum=1)
+    outer_every = as_int("hierarchical", "outer_every", outer_every, minimum=1)
+    if n % group:
+        raise TopologyError(f"hierarchical with group={group} needs n to be a multiple of {group}, got n={n}")
+    outer_name = str(outer)
+    if outer_name not in FAMILIES or outer_name in ("hierarchical", "matrix-file", "graph-file", "digraph-file"):
+        raise TopologyError(f"hierarchical outer={outer_name!r} must name a topology family for the groups "
+                            f"(such as ring, torus, exponential, one-peer-exponential, complete)")
+    try:
+        between = build(outer_name, n // group)
+    except TopologyError as e:
+        raise TopologyError(f"hierarchical with group={group}: between its {n // group} group(s): {e}") from None
+    if between.stochastic != "doubly":
+        raise TopologyError(f"hierarchical outer={outer_name} is a push graph; the groups need a doubly-stochastic W")
+    period = math.lcm(inner_every, outer_every * between.period)
+    inside_only = steps.identity(n // group)
+
+    def outer_of(k: int):
+        if (k + 1) % outer_every == 0:
+            return between.step((k + 1) // outer_every - 1)
+        if (k + 1) % inner_every == 0:
+            return inside_only
+        return None
+
+    def sparse_step(k: int):
+        outer_step = outer_of(k)
+        return steps.identity(n) if outer_step is None else steps.Hierarchical(group, outer_step)
+
+    return Topology("hierarchical", n, lambda k: np.asarray(sparse_step(k).dense()), period=period,
+                    directed=between.directed, weights=weights, default_weights="uniform",
+                    options={"group": group, "outer": outer_name, "inner_every": inner_every,
+                             "outer_every": outer_every},
+                    sparse_step=sparse_step)
 
 
 def _directed_exponential(n: int, weights: Weights) -> Topology:
+    peers = pushing.directed_exponential_peers(n)
     return Topology("directed-exponential", n, pushing.directed_exponential(n),
                     period=pushing.directed_exponential_period(n), directed=True,
-                    weights=weights, default_weights="uniform")
+                    weights=weights, default_weights="uniform",
+                    sparse_step=lambda k: steps.push_sparse(peers(k)))
 
 
 def _random_out(n: int, weights: Weights, s: Any = 1, seed: Any = 0, period: Any = 1000) -> Topology:
@@ -142,9 +188,11 @@ def _random_out(n: int, weights: Weights, s: Any = 1, seed: Any = 0, period: Any
         raise TopologyError(f"random-out with s={s} needs n >= s + 1 nodes, got n={n}")
     seed = as_int("random-out", "seed", seed, minimum=0)
     period = as_int("random-out", "period", period, minimum=1)
+    peers = pushing.random_out_peers(n, s, seed)
     return Topology("random-out", n, pushing.random_out(n, s, seed), period=period, directed=True,
                     weights=weights, default_weights="uniform", stochastic="column",
-                    options={"s": s, "seed": seed, "period": period})
+                    options={"s": s, "seed": seed, "period": period},
+                    sparse_step=lambda k: steps.push_sparse(peers(k)))
 
 
 def _digraph_file(n: int, weights: Weights, path: Any = None) -> Topology:
@@ -185,6 +233,10 @@ _ALL = [
     Family("random-one-peer", "time-varying directed: i averages with a seeded random peer, "
            "no fixed points",
            _random_one_peer, ("seed", "period"), default_weights="uniform",
+           weight_rules=ONE_RULE),
+    Family("hierarchical", "groups of G workers (one per node): exact average inside each group, "
+           "the `outer` family between groups; inside every inner_every rounds, between every outer_every",
+           _hierarchical, ("group", "outer", "inner_every", "outer_every"), default_weights="uniform",
            weight_rules=ONE_RULE),
     Family("directed-exponential", "time-varying push graph, period ceil(log2 n): i pushes half to "
            "i + 2^(t mod period)", _directed_exponential, default_weights="uniform", weight_rules=ONE_RULE),

@@ -27,21 +27,33 @@ def directed_exponential_period(n: int) -> int:
     return max(1, math.ceil(math.log2(n))) if n > 1 else 1
 
 
+def directed_exponential_peers(n: int) -> Callable[[int], list]:
+    """Out-neighbours at step k: node i pushes to i + 2^k mod n; one message per node per step."""
+    return lambda k: [[(i + 2 ** k) % n] if n > 1 else [] for i in range(n)]
+
+
 def directed_exponential(n: int) -> Callable[[int], np.ndarray]:
-    """P_k: node i pushes half to i + 2^k mod n (and keeps half); one message per node per step."""
-    return lambda k: push_matrix([[(i + 2 ** k) % n] if n > 1 else [] for i in range(n)])
+    """P_k: node i pushes half to i + 2^k mod n (and keeps half)."""
+    peers = directed_exponential_peers(n)
+    return lambda k: push_matrix(peers(k))
 
 
-def random_out(n: int, s: int, seed: int) -> Callable[[int], np.ndarray]:
-    """P_k: every node pushes to s distinct random others, drawn from (seed, k): the same everywhere."""
-    def step(k: int) -> np.ndarray:
+def random_out_peers(n: int, s: int, seed: int) -> Callable[[int], list]:
+    """Out-neighbours at step k: s distinct random others per node, drawn from (seed, k): the same everywhere."""
+    def step(k: int) -> list:
         rng = np.random.default_rng([seed, k])
         peers = []
         for i in range(n):
             others = np.delete(np.arange(n), i)
             peers.append(sorted(int(j) for j in rng.choice(others, size=s, replace=False)))
-        return push_matrix(peers)
+        return peers
     return step
+
+
+def random_out(n: int, s: int, seed: int) -> Callable[[int], np.ndarray]:
+    """P_k: every node pushes 1/(s+1) to each of its s random out-neighbours."""
+    peers = random_out_peers(n, s, seed)
+    return lambda k: push_matrix(peers(k))
 
 
 def out_peers_of(edges: np.ndarray, n: int) -> list[list[int]]:

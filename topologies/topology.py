@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 
 from . import spectra
+from .steps import Average, Identity, Sparse, new_key
 from .validate import validate_mixing_matrix
 
 
@@ -60,11 +61,14 @@ class Topology:
     def __init__(self, name: str, n: int, step_matrix: Callable[[int], np.ndarray], *,
                  period: int = 1, directed: bool = False, weights: str = "default",
                  default_weights: str = "default", options: Optional[Mapping[str, Any]] = None,
-                 graph: Optional[nx.Graph] = None, stochastic: str = "doubly") -> None:
+                 graph: Optional[nx.Graph] = None, stochastic: str = "doubly",
+                 sparse_step: Optional[Callable[[int], Sparse]] = None) -> None:
         """Prefer `Topology.static`; step_matrix(k) gives W for k in [0, period).
 
         stochastic: "doubly" (gossip matrices) or "column" (push-sum matrices of directed graphs:
         what each node sends sums to 1, what it receives need not).
+        sparse_step(k), when given, builds the same W(k) as a `steps.Sparse` in O(n x degree),
+        so `step(t)` never materialises n x n; without it, `step(t)` reads W(k)'s nonzeros.
         """
         self.name, self.n, self.period = name, n, period
         self.stochastic = stochastic
@@ -75,6 +79,9 @@ class Topology:
         self._matrix = functools.lru_cache(maxsize=128)(
             lambda k: self._checked(step_matrix(k), k))
         self._graph = functools.lru_cache(maxsize=128)(self._build_graph)
+        self._sparse_step = sparse_step
+        self._serial = new_key(name, n)[0]
+        self._step = functools.lru_cache(maxsize=128)(self._build_step)
 
     @classmethod
     def static(cls, name: str, W: np.ndarray, graph: nx.Graph, **kwargs: Any) -> "Topology":
@@ -92,6 +99,15 @@ class Topology:
         W = _frozen(W)
         validate_mixing_matrix(W, name=f"{self.name} W({k})", kind=self.stochastic)
         return W
+
+    def _build_step(self, k: int) -> Sparse:
+        key = (self._serial, self.name, k)
+        if self._sparse_step is None:
+            return Sparse.from_dense(self.W(k), key=key)
+        step = self._sparse_step(k)
+        if isinstance(step, (Average, Identity)):  # shared, keyed by n alone
+            return step
+        return step.relabel(key).validate(self.stochastic, name=f"{self.name} W({k})")
 
     def _build_graph(self, k: int) -> nx.Graph:
         if self._static_graph is not None:
@@ -114,6 +130,14 @@ class Topology:
     def W(self, t: int = 0) -> np.ndarray:
         """Read-only float64 (n, n) mixing matrix used at step t."""
         return self._matrix(int(t) % self.period)
+
+    def step(self, t: int = 0) -> Sparse:
+        """W(t) as a `steps.Sparse`: rows and columns per node, and a key naming (topology, t mod period).
+
+        What the mixer plans from; one object per step of the period (cached), so a plan cached by
+        its key is found again without looking at the matrix.
+        """
+        return self._step(int(t) % self.period)
 
     def graph(self, t: int = 0) -> nx.Graph:
         """Frozen communication graph at step t; a DiGraph edge j -> i means j sends to i."""

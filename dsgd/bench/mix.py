@@ -7,7 +7,8 @@ For each (topology, numel) every rank holds one flat fp32 buffer of shape (1, nu
 repetition is: barrier, then each rank times the step alone; the step's time is the max over
 ranks (it is done when the slowest rank is). dsgd and raw repetitions alternate, A B A B, so
 drifting noise hits both alike; reported times are medians over repetitions. Time-varying
-topologies use W(t) with t = repetition index (warmup included), for both sides.
+topologies use W(t) with t = repetition index (warmup included), for both sides. The Mixer is
+given the topology's step object (`Topology.step(t)`), as the trainer's schedules give it.
 
 The raw baseline depends on the shape of W, read off W itself as the Mixer does:
   identity  nothing: an empty operation costs 0 s, so raw_s = 0 and ratio = null
@@ -29,6 +30,7 @@ from mpi4py import MPI
 
 import topologies
 from dsgd.comm import Mixer, classify, make_communicator
+from dsgd.schedules.base import mixing_step
 
 DEFAULT_NUMEL = (270_000, 11_000_000)  # parameters of ResNet-20 and ResNet-18
 DEFAULT_TOPOLOGIES = ("complete", "ring", "torus", "exponential", "one-peer-exponential", "identity")
@@ -117,8 +119,8 @@ def measure(world, raw_comm, comm, topo, numel: int, warmup: int, repeats: int) 
     times = np.zeros((repeats, 2))
     sent = np.zeros(1)
     for t in range(warmup + repeats):
-        W = topo.W(t)
-        dsgd_s = timed(world, lambda: mixer.mix_([x], W))
+        W, S = topo.W(t), mixing_step(topo, t)   # the Mixer gets what the trainer gives it
+        dsgd_s = timed(world, lambda: mixer.mix_([x], S))
         raw_s = 0.0 if classify(W) == "identity" else timed(world, lambda: raw(W))
         if t >= warmup:
             times[t - warmup] = dsgd_s, raw_s

@@ -19,6 +19,9 @@ class CommStats:
     comm_s: float = 0.0
     steps: dict = field(default_factory=lambda: {"identity": 0, "average": 0, "sparse": 0})
 
+    def count_step(self, kind: str) -> None:
+        self.steps[kind] = self.steps.get(kind, 0) + 1
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -69,6 +72,10 @@ class Communicator(Protocol):
 
     def allgather_object(self, obj) -> list:
         """Every rank's picklable `obj`, in rank order (agreeing on setup errors)."""
+
+    def split(self, color: int, key: int) -> "Communicator":
+        """The ranks of my color, ordered by key, as their own communicator (collective: every rank
+        calls it); its traffic counts in this communicator's stats."""
 
     def barrier(self) -> None: ...
 

@@ -37,10 +37,10 @@ def _decode_rows(codec, payloads: torch.Tensor, workers: Sequence[int], m: int, 
 def compressed_mix(mixer, buffers: Sequence[torch.Tensor], W: np.ndarray, codec, seed: int, step: int):
     """(decoded, mixed): per buffer, this rank's decoded rows and W applied to everyone's decoded rows."""
     mixer._check(buffers)
-    plan = mixer.plan(W)
+    plan = mixer.plan(W, exchange_only=True)
     K, rank, comm = mixer.K, mixer.comm.rank, mixer.comm
     first = rank * K
-    mixer.stats.steps[plan.kind] += 1
+    mixer.stats.count_step(plan.kind)
     payloads = [_encode_rows(codec, b, seed, step, first, i) for i, b in enumerate(buffers)]
     decoded = [_decode_rows(codec, p, range(first, first + K), b.shape[1], seed, step, i, b.dtype)
                for i, (p, b) in enumerate(zip(payloads, buffers))]
@@ -58,7 +58,7 @@ def compressed_mix(mixer, buffers: Sequence[torch.Tensor], W: np.ndarray, codec,
             rows = _decode_rows(codec, everyone, range(mixer.n_workers), b.shape[1], seed, step, i, torch.float64)
             mixed.append(rows.mean(dim=0, keepdim=True).to(b.dtype).expand(K, -1).clone())
         return decoded, mixed
-    mixer._count_sparse(W, row_bytes)
+    mixer._count_sparse(plan, row_bytes)
     requests, received = [], []
     for i, p in enumerate(payloads):
         recv = mixer._take_recv(p, plan.rows_received)
@@ -121,7 +121,7 @@ def compressed_mix_many(mixer, buffers: Sequence[torch.Tensor], Ws: Sequence[np.
     plan = mixer.plan(union)
     K, comm = mixer.K, mixer.comm
     first = comm.rank * K
-    mixer.stats.steps[plan.kind] += 1
+    mixer.stats.count_step(plan.kind)
     payloads = [_encode_rows(codec, b, seed, step, first, i) for i, b in enumerate(buffers)]
     decoded = [_decode_rows(codec, p, range(first, first + K), b.shape[1], seed, step, i, b.dtype)
                for i, (p, b) in enumerate(zip(payloads, buffers))]
@@ -135,7 +135,7 @@ def compressed_mix_many(mixer, buffers: Sequence[torch.Tensor], Ws: Sequence[np.
             dec = _decode_rows(codec, everyone, range(mixer.n_workers), b.shape[1], seed, step, i, b.dtype)
             rows[i] = {j: dec[j] for j in range(mixer.n_workers)}
     elif plan.kind == "sparse":
-        mixer._count_sparse(union, row_bytes)
+        mixer._count_sparse(plan, row_bytes)
         senders = [w for _, workers in plan.recv_from for w in workers]
         for i, (p, b) in enumerate(zip(payloads, buffers)):
             recv = torch.empty(plan.rows_received, p.shape[1], dtype=p.dtype, device=p.device)

@@ -22,6 +22,7 @@ import torch
 
 from .base import Communicator, Done, Timer, mean_stats
 from .plan import MixPlan, make_plan
+from topologies.steps import is_step
 
 PLAN_CACHE_SIZE = 1024  # time-varying families repeat with a period; keep a cycle's worth
 CHUNK_BYTES = 4 << 20   # pipeline chunk of one row: a few MiB keeps it in cache, amortizes per-message cost
@@ -69,6 +70,19 @@ class PendingMix:
                                             slice(lo - offset, hi - offset))
 
 
+class PendingHierarchical:
+    """A hierarchical step whose communication is done: wait() writes the mixed rows in place."""
+
+    def __init__(self, buffers, means):
+        self.buffers, self.means, self.done = buffers, means, False
+
+    def wait(self) -> None:
+        if not self.done:
+            for b, m in zip(self.buffers, self.means):
+                b.copy_(m.expand_as(b))
+            self.done = True
+
+
 class Mixer:
     """Mixing over a communicator. Example (4 ranks, ring over 4 workers)::
 
@@ -82,12 +96,13 @@ class Mixer:
         self.comm = comm
         self.K = workers_per_rank
         self.n_workers = comm.size * workers_per_rank
-        self._plans: OrderedDict[bytes, MixPlan] = OrderedDict()
+        self._plans: OrderedDict[object, MixPlan] = OrderedDict()
         # Receive buffers not owned by a step in flight, by (dtype, device, columns). A started
         # step takes its own and gives them back when finished, so two steps in flight (the
         # parameters with overlap, then BatchNorm statistics or optimizer state of the same
         # shape) never receive into the same memory, and buffers are reused across steps.
         self._free_recv: dict[tuple, list[torch.Tensor]] = {}
+        self._hierarchy: dict[int, tuple] = {}   # ranks per group -> (group communicator, mixer across groups)
         self.recv_allocations = 0
         # Per local worker: bytes it would send if it were its own process (identity 0,
         # average = payload handed to allreduce, sparse = out-degree x row bytes).
@@ -112,12 +127,19 @@ class Mixer:
                                             lambda: torch.zeros((), dtype=torch.float64)),
                 "comm_stats": mean_stats([s["comm_stats"] for s in g.old])}
 
-    def plan(self, W: np.ndarray) -> MixPlan:
-        W = np.ascontiguousarray(W, dtype=np.float64)
-        key = W.tobytes()
+    def plan(self, W, exchange_only: bool = False) -> MixPlan:
+        """This rank's plan for W: a `topologies.steps` step is found by its key, a dense matrix by its bytes.
+
+        exchange_only: plan a hierarchical step as the neighbour exchange of its W (what compressed
+        mixing, which sends each worker's own payload, needs)."""
+        if is_step(W):
+            key = ("step", W.key, exchange_only)
+        else:
+            W = np.ascontiguousarray(W, dtype=np.float64)
+            key = W.tobytes()
         plan = self._plans.get(key)
         if plan is None:
-            plan = make_plan(W, self.comm.rank, self.comm.size, self.K)
+            plan = make_plan(W, self.comm.rank, self.comm.size, self.K, exchange_only=exchange_only)
             self._plans[key] = plan
             if len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
@@ -133,7 +155,7 @@ class Mixer:
         """Start a mixing step; compute may go on until wait(). The buffers must not be written meanwhile."""
         plan = self.plan(W)
         self._check(buffers)
-        self.stats.steps[plan.kind] += 1
+        self.stats.count_step(plan.kind)
         row_bytes = sum(b[0].numel() * b.element_size() for b in buffers)
         with Timer(self.stats):
             if plan.kind == "identity":
@@ -141,7 +163,9 @@ class Mixer:
             if plan.kind == "average":
                 self.worker_bytes_sent += row_bytes
                 return self._start_average(plan, buffers, blocking)
-            self._count_sparse(W, row_bytes)
+            if plan.kind == "hierarchical":
+                return self._hierarchical(plan, W, buffers, row_bytes)
+            self._count_sparse(plan, row_bytes)
             return self._start_sparse(plan, buffers)
 
     def compressed(self, buffers: Sequence[torch.Tensor], W: np.ndarray, codec, seed: int, step: int):
@@ -186,12 +210,45 @@ class Mixer:
             if s.data_ptr() != b.data_ptr():  # reduced a copy (K > 1, or non-blocking)
                 b.copy_(s.expand_as(b))
 
+    # -- hierarchical -----------------------------------------------------------------------
+    def _group_comms(self, group_ranks: int):
+        """(the ranks of my group, the ranks at my place in every group): split once per group size."""
+        comms = self._hierarchy.get(group_ranks)
+        if comms is None:
+            r = self.comm.rank
+            inside = self.comm.split(r // group_ranks, r % group_ranks)
+            across = self.comm.split(r % group_ranks, r // group_ranks)
+            comms = self._hierarchy[group_ranks] = (inside, Mixer(across, workers_per_rank=1))
+        return comms
+
+    def _hierarchical(self, plan: MixPlan, W, buffers, row_bytes: int) -> "PendingHierarchical":
+        """Sum my K rows, allreduce the sums inside the group (exact group mean), then mix the group
+        means between groups among the ranks at the same place in each group, one row each.
+
+        Done when it returns (the step does not overlap compute); the buffers are written at wait(),
+        so compute between start and wait still reads the values before the step."""
+        inside, across = self._group_comms(plan.group_ranks)
+        means = [self._local_sum(b, copy=True) for b in buffers]
+        for s in means:
+            inside.allreduce_sum_(s)
+            s.div_(W.group)
+        out_degree = 0
+        if W.outer.kind != "identity":
+            rows = [s.unsqueeze(0) for s in means]
+            before = across.worker_bytes_sent.copy()
+            timed, kinds = self.stats.comm_s, dict(self.stats.steps)
+            across.mix_(rows, W.outer)
+            # the stats are shared: this step is one hierarchical step, timed once by start()
+            self.stats.comm_s, self.stats.steps = timed, kinds
+            out_degree = float((across.worker_bytes_sent - before)[0]) / max(row_bytes, 1)
+        # as if each worker were its own process: its row to the group's allreduce, and to each
+        # neighbouring group's worker at its place
+        self.worker_bytes_sent += (1 + out_degree) * row_bytes
+        return PendingHierarchical(buffers, means)
+
     # -- sparse ---------------------------------------------------------------------------
-    def _count_sparse(self, W: np.ndarray, row_bytes: int) -> None:
-        r = self.comm.rank
-        cols = W[:, r * self.K:(r + 1) * self.K] != 0
-        out_degree = cols.sum(axis=0) - np.diag(W)[r * self.K:(r + 1) * self.K].astype(bool)
-        self.worker_bytes_sent += out_degree * row_bytes
+    def _count_sparse(self, plan: MixPlan, row_bytes: int) -> None:
+        self.worker_bytes_sent += np.asarray(plan.out_degree, dtype=np.float64) * row_bytes
 
     def _take_recv(self, b: torch.Tensor, rows: int) -> torch.Tensor:
         """A (rows, m) receive buffer for b that no step in flight owns."""

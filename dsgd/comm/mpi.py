@@ -245,3 +245,11 @@ class MPICommunicator:
 
     def barrier(self) -> None:
         self.comm.Barrier()
+
+    def split(self, color: int, key: int) -> "MPICommunicator":
+        """The ranks of my color, ordered by key, as a communicator of their own (collective); its
+        traffic is counted in this communicator's stats."""
+        sub = MPICommunicator(self.comm.Split(int(color), int(key)), cuda_aware=self.cuda_aware,
+                              stage=self._force_stage, device_nbc=self.device_nbc)
+        sub.stats = self.stats
+        return sub

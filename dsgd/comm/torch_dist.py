@@ -115,6 +115,27 @@ class TorchDistCommunicator:
         init_process_group(self.backend, self.timeout_s)
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.stats = CommStats()
+        self.group, self.members = None, None   # the default group; a split() view sets both
+
+    def split(self, color: int, key: int) -> "TorchDistCommunicator":
+        """The ranks of my color as a group, ordered by key (collective: every rank calls it, with the
+        same colors seen everywhere); traffic is counted in this communicator's stats."""
+        colors = self.allgather_object((int(color), int(key), self.rank))
+        mine = None
+        for c in sorted({c for c, _, _ in colors}):  # every rank creates every group, in one order
+            members = [r for _, _, r in sorted((k, r, r) for cc, k, r in colors if cc == c)]
+            group = dist.new_group(members)
+            if c == color:
+                mine = (group, members)
+        view = object.__new__(TorchDistCommunicator)
+        view.backend, view.timeout_s, view.stats = self.backend, self.timeout_s, self.stats
+        view.group, view.members = mine
+        view.rank, view.size = view.members.index(self.rank), len(view.members)
+        return view
+
+    def _peer(self, peer: int) -> int:
+        """The global rank torch's point-to-point calls take, for a rank of this group."""
+        return peer if self.members is None else self.members[peer]
 
     def _timeouts(self, what: str) -> _Timeouts:
         return _Timeouts(self.rank, self.timeout_s, what)
@@ -126,14 +147,14 @@ class TorchDistCommunicator:
         self.stats.allreduce_bytes += buf.numel() * buf.element_size()
         self.stats.messages += 1
         with self._timeouts("allreduce"):
-            work = dist.all_reduce(buf, op=dist.ReduceOp.SUM, async_op=not blocking)
+            work = dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=self.group, async_op=not blocking)
         return _Works([work] if work is not None else [], buf, self._timeouts("allreduce"))
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
-        ops = [dist.P2POp(dist.irecv, t, peer, tag=tag) for peer, t in recvs]
+        ops = [dist.P2POp(dist.irecv, t, self._peer(peer), group=self.group, tag=tag) for peer, t in recvs]
         sends = [(peer, t.contiguous()) for peer, t in sends]
-        ops += [dist.P2POp(dist.isend, t, peer, tag=tag) for peer, t in sends]
+        ops += [dist.P2POp(dist.isend, t, self._peer(peer), group=self.group, tag=tag) for peer, t in sends]
         for _, t in recvs:
             self.stats.bytes_recv += t.numel() * t.element_size()
         for _, t in sends:
@@ -146,13 +167,13 @@ class TorchDistCommunicator:
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         t = torch.tensor(list(values), dtype=torch.float64)  # CPU: goes over gloo
         with self._timeouts("allreduce"):
-            dist.all_reduce(t)
+            dist.all_reduce(t, group=self.group)
         return t.tolist()
 
     def allreduce_max(self, value: float) -> float:
         t = torch.tensor([value], dtype=torch.float64)
         with self._timeouts("allreduce"):
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
         return float(t.item())
 
     def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
@@ -160,7 +181,7 @@ class TorchDistCommunicator:
         rows = rows.contiguous()
         out = [torch.empty_like(rows) for _ in range(self.size)]
         with self._timeouts("allgather"):
-            dist.all_gather(out, rows)
+            dist.all_gather(out, rows, group=self.group)
         self.stats.bytes_sent += rows.numel() * rows.element_size()
         self.stats.bytes_recv += (self.size - 1) * rows.numel() * rows.element_size()
         self.stats.messages += 1
@@ -169,9 +190,9 @@ class TorchDistCommunicator:
     def allgather_object(self, obj):
         out = [None] * self.size
         with self._timeouts("allgather"):
-            dist.all_gather_object(out, obj)
+            dist.all_gather_object(out, obj, group=self.group)
         return out
 
     def barrier(self) -> None:
         with self._timeouts("barrier"):
-            dist.barrier()
+            dist.barrier(group=self.group)

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dsgd.comm.plan import MixPlan, make_plan
+from dsgd.schedules.base import mixing_step
 
 from .cluster import INTER, INTRA, Cluster
 
 
 def rank_plans(topology, t: int, size: int, workers_per_rank: int) -> list:
-    """Every rank's MixPlan for step t of TOPOLOGY (anything with W(t)), as the trainer makes them."""
-    W = np.asarray(topology.W(t))
-    return [make_plan(W, rank, size, workers_per_rank) for rank in range(size)]
+    """Every rank's MixPlan for step t of TOPOLOGY, as the trainer makes them: from its step object
+    (`Topology.step(t)`, each rank reading its own rows), or from W(t) for anything that only has W."""
+    step = mixing_step(topology, t)
+    return [make_plan(step, rank, size, workers_per_rank) for rank in range(size)]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..schedules.base import mixing_step
 from .base import Rule
 
 
@@ -29,6 +30,7 @@ class Choco(Rule):
         self.schedule, self.codec, self.gamma, self.seed = schedule, codec, gamma, seed
         topo = schedule.topology
         self.matrices = [topo.W(k) for k in range(topo.period)]
+        self.steps = [mixing_step(topo, k) for k in range(topo.period)]
 
     def attach(self, engine):
         self.x_hat = engine.new_buffers()
@@ -36,8 +38,11 @@ class Choco(Rule):
         self.s = [b for _ in self.matrices for b in engine.new_buffers()]  # s_k for W_k, bucket by bucket
 
     def _which(self, W) -> int:
+        for k, (M, S) in enumerate(zip(self.matrices, self.steps)):
+            if M is W or S is W or (getattr(W, "key", None) == S.key):
+                return k
         for k, M in enumerate(self.matrices):
-            if M is W or np.array_equal(M, W):
+            if np.array_equal(M, np.asarray(W)):
                 return k
         raise ValueError("choco was given a matrix outside its topology's period")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from topologies.steps import is_step
+
 from .base import Rule
 
 D2_EIGENVALUE_BOUND = -1.0 / 3.0
@@ -20,8 +22,10 @@ def smallest_eigenvalue(W: np.ndarray) -> float:
     return float(np.min(np.linalg.eigvals(np.asarray(W, dtype=np.float64)).real))
 
 
-def halfway(W: np.ndarray) -> np.ndarray:
-    """W_bar = (I + W) / 2."""
+def halfway(W):
+    """W_bar = (I + W) / 2 (of a step: a step, built once and cached with it)."""
+    if is_step(W):
+        return W.halfway()
     return 0.5 * (np.eye(W.shape[0]) + W)
 
 

@@ -10,6 +10,8 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from topologies import steps
+
 
 @dataclass(frozen=True)
 class Action:
@@ -17,6 +19,8 @@ class Action:
 
     grad_W:  mix the gradients with this W before the optimizer step (parallel SGD).
     param_W: mix the parameters with this W.
+    Both are `topologies.steps` objects (a cheap key and each node's rows and columns; the dense
+    matrix on np.asarray), or dense matrices.
     combine_first: mix the parameters after the gradient is taken but before the update
         (combine-then-adapt); otherwise after the update (adapt-then-combine).
     sync: this step ends a global averaging round.
@@ -42,6 +46,13 @@ class Schedule(Protocol):
     def action(self, step: int) -> Action: ...
 
 
-def uniform(n: int) -> np.ndarray:
-    """J = (1/n) 1 1^T: exact averaging."""
-    return np.full((n, n), 1.0 / n)
+def mixing_step(topology, t: int):
+    """W(t) of a topology as its step object (`Topology.step`), or as the matrix W(t) for a
+    topology-like object that only has W (a user's own, a test's)."""
+    step = getattr(topology, "step", None)
+    return step(t) if step is not None else topology.W(t)
+
+
+def uniform(n: int) -> steps.Average:
+    """J = (1/n) 1 1^T: exact averaging (a step object; np.asarray gives the matrix)."""
+    return steps.average(n)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Action, uniform
+from .base import Action, mixing_step, uniform
 
 
 @dataclass(frozen=True)
@@ -36,5 +36,5 @@ class Gossip:
                           sync=True, local_steps=H)
         if (step + 1) % H:
             return Action(local_steps=H)
-        return Action(param_W=self.topology.W((step + 1) // H - 1), combine_first=self.combine_first,
+        return Action(param_W=mixing_step(self.topology, (step + 1) // H - 1), combine_first=self.combine_first,
                       local_steps=H)

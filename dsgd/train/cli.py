@@ -79,6 +79,26 @@ def claim_run_dir(comm, cfg, ns):
     return claim, comm.allgather_object(error)[0]
 
 
+def fill_group_size(comm, cfg) -> str | None:
+    """`--topology hierarchical` without group=G: one group per node, G = the launcher's ranks on
+    this node x workers per rank, the same on every node (else an error naming the counts)."""
+    from dsgd.local_rank import local_size
+    from topologies.options import parse_spec
+    spec = cfg.gossip.topology
+    try:
+        name, options = parse_spec(spec)
+    except Exception:
+        return None  # the topology's own check reports it
+    if name != "hierarchical" or "group" in options:
+        return None
+    sizes = comm.allgather_object(local_size())
+    if len(set(sizes)) > 1:
+        return (f"--topology hierarchical: nodes hold different numbers of ranks ({sorted(set(sizes))}); "
+                f"give the group size explicitly, e.g. hierarchical:group=G")
+    cfg.gossip.topology = spec + ("," if ":" in spec else ":") + f"group={sizes[0] * cfg.run.workers_per_rank}"
+    return None
+
+
 def setup(cfg, ns):
     """Device, communicator and run, with every setup error agreed across ranks."""
     import torch
@@ -100,6 +120,9 @@ def setup(cfg, ns):
     except DeviceError as e:
         error = str(e)
     error = agree_on_errors(comm, error)
+    if error:
+        return comm, None, error
+    error = agree_on_errors(comm, fill_group_size(comm, cfg))
     if error:
         return comm, None, error
     claim, error = claim_run_dir(comm, cfg, ns)

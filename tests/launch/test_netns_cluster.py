@@ -10,6 +10,7 @@ Needs root and `ip netns`; skips with the reason otherwise. Namespaces are remov
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,6 +29,7 @@ from launch_helpers import REPO, WRAPPER, launch_env, run_with_timeout
 log = logging.getLogger(__name__)
 AGENT = Path(__file__).resolve().parent / "netns_rsh.sh"
 RANK_PROGRAM = Path(__file__).resolve().parent / "netns_rank.py"
+HIER_PROGRAM = Path(__file__).resolve().parent / "netns_hierarchical.py"
 HOSTS = 3
 
 
@@ -38,15 +40,19 @@ class NetnsCluster:
     subnet: str
     hostfile: Path
 
-    def mpirun(self, command: list, timeout: float) -> subprocess.CompletedProcess:
-        """Run COMMAND on one rank per namespace through launch/dsgd-mpirun."""
+    def mpirun(self, command: list, timeout: float, ranks_per_host: int = 1) -> subprocess.CompletedProcess:
+        """Run COMMAND on `ranks_per_host` ranks per namespace through launch/dsgd-mpirun."""
+        hostfile = self.hostfile
+        if ranks_per_host != 1:
+            hostfile = self.hostfile.with_name(f"hostfile-{ranks_per_host}")
+            hostfile.write_text("".join(f"{a} slots={ranks_per_host}\n" for a in self.addresses))
         launcher = self.namespaces[0]
         hosts_map = " ".join(f"{a}={ns}" for a, ns in zip(self.addresses, self.namespaces))
         env = launch_env({"DSGD_NETNS_HOSTS": hosts_map,
                           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")})
         cmd = ["ip", "netns", "exec", launcher, "unshare", "--uts",
                "sh", "-c", 'hostname "$0" && exec "$@"', launcher,
-               str(WRAPPER), "-np", str(HOSTS), "--hostfile", str(self.hostfile),
+               str(WRAPPER), "-np", str(HOSTS * ranks_per_host), "--hostfile", str(hostfile),
                # The "hosts" share this machine's cores: one thread each, no binding.
                "--threads", "1", "--bind", "none",
                "--mca", "plm_rsh_agent", str(AGENT), "--mca", "plm_rsh_no_tree_spawn", "1",
@@ -164,3 +170,27 @@ def test_training_runs_across_namespaces(request, tmp_path):
                           "--eval-every", "10", "--out", str(out)], timeout=160)
     assert res.returncode == 0, res.stdout[-6000:]
     assert (out / "metrics.jsonl").is_file(), res.stdout[-3000:]
+
+
+HIER_LINE = re.compile(r"^netns-hier (\{.*\})$", re.M)
+
+
+@pytest.mark.timeout(300)
+def test_hierarchical_mixing_keeps_the_group_average_on_the_host(netns_cluster):
+    """3 hosts x 2 ranks, a group per host. The kernel's byte counters of each host's interface show:
+    the average inside groups sends (almost) nothing between hosts; hierarchical mixing with a
+    one-peer graph between groups sends one row per rank per step to another host; the same W as a
+    flat neighbour exchange sends each row to both ranks of the neighbouring host, twice as much."""
+    res = netns_cluster.mpirun([sys.executable, str(HIER_PROGRAM)], timeout=240, ranks_per_host=2)
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout[-6000:]
+    reports = [json.loads(m) for m in HIER_LINE.findall(res.stdout)]
+    assert sorted(r["host"] for r in reports) == sorted(netns_cluster.namespaces)
+    for r in reports:
+        row_bytes, steps = r["row_bytes"], r["steps"]
+        assert r["inside"]["plans"] == ["hierarchical"] and r["hier"]["plans"] == ["hierarchical"]
+        assert r["flat"]["plans"] == ["sparse"]
+        one_row_each = 2 * steps * row_bytes          # 2 ranks on the host, one row per step each
+        assert r["inside"]["sent"] < 0.02 * one_row_each, r
+        assert one_row_each <= r["hier"]["sent"] < 1.1 * one_row_each, r
+        assert 2 * one_row_each <= r["flat"]["sent"] < 1.1 * 2 * one_row_each, r

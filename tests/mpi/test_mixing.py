@@ -47,3 +47,16 @@ def test_device_memory_reaches_mpi_only_when_ready_and_never_in_a_nonblocking_co
     # CPU stand-in for GPU memory: records stream synchronizations, kernels and MPI calls in order
     out = mpi_harness.run_ok(3, [P("mix_device_standin.py")], timeout=120)
     assert "device stand-in ok" in out
+
+
+@pytest.mark.parametrize("np_, k", [(4, 1), (3, 2)])
+def test_a_topologys_step_objects_mix_bit_for_bit_like_its_dense_matrices(np_, k):
+    out = mpi_harness.run_ok(np_, [P("mix_steps.py"), "--workers-per-rank", str(k)], timeout=180)
+    assert "steps ok" in out
+
+
+@pytest.mark.parametrize("np_, k, backend", [(6, 1, "mpi"), (4, 2, "mpi"), (3, 2, "mpi"), (4, 1, "torch")])
+def test_hierarchical_mixing_equals_the_dense_reference_in_every_layout(np_, k, backend):
+    out = mpi_harness.run_ok(np_, [P("mix_hierarchical.py"), "--workers-per-rank", str(k), "--backend", backend],
+                             timeout=240)
+    assert "hierarchical ok" in out
