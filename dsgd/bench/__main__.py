@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "peers": ("dsgd.bench.peers", "local SGD and C-SGD against PyTorch's model averager and DDP"),
     "compress": ("dsgd.bench.compress", "compressed mixing per codec against the dense step: time, bytes on the wire"),
     "agree": ("dsgd.bench.agree", "the per-step agreement (one-float allreduce) against the same step without it"),
+    "hand": ("dsgd.bench.hand", "the mixing step against the same step hand-written with mpi4py and numpy"),
     "seam": ("dsgd.bench.seam", "the mixing machinery per step at 64 to 4,096 workers: planning and mixing against numpy"),
     "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
     "cost": ("dsgd.bench.cost", "predicted step times on a described network (alpha-beta model), fitted here"),

@@ -214,6 +214,9 @@ COMMANDS = {
     "launch/dsgd-mpirun -np 2 --oversubscribe -- python -m dsgd.bench peers --repeats 60 --json":
         Covered(BENCH_TEST, '"-m", "dsgd.bench", "peers"'),
     "python -m dsgd.bench scaling --json": Covered(BENCH_TEST, '"scaling", "--ranks"'),
+    "python -m dsgd.bench seam --json": Covered("tests/mpi/test_bench_scale.py", '"dsgd.bench", "seam"'),
+    "mpirun -np 4 --oversubscribe python -m dsgd.bench seam --json":
+        Covered("tests/mpi/test_bench_scale.py", '"dsgd.bench", "seam"'),
     **{f"launch/dsgd-mpirun -np {n} --oversubscribe -- python -m dsgd.bench agree --json":
        Covered("tests/mpi/test_bench_agree.py", '"-m", "dsgd.bench", "agree"') for n in (2, 4, 8)},
     # docs/cost-model.md (calibrate shortened: two sizes, two repeats, its mix report into {tmp})
