@@ -128,7 +128,49 @@ def run_job(line: Sequence[str], run_dir: Path, code: str, timeout: float, name:
     return job, False
 
 
+def float_machine() -> str:
+    """What decides the rounding of a run: the CPU model and the SIMD kernels torch picks for it.
+
+    The same code and seeds give the same floats on one such machine kind, and may differ in the
+    last bits on another (other kernels, another reduction order), so references are kept per kind.
+    """
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        capability = "?"
+    return f"{model}; torch {capability}"
+
+
 def write_reference(path: Path, meta: dict, metrics: dict) -> None:
-    """A quick configuration's numbers, for CI to compare a rerun against exactly."""
+    """A quick configuration's numbers, for CI to compare a rerun against exactly.
+
+    The file holds one reference per machine kind (`float_machine`): this one's in `produced_by` and
+    `metrics`, earlier ones of the same command made on other kinds under `other_machines`."""
+    meta = {**meta, "machine": float_machine()}
+    others = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        for entry in [{"produced_by": old.get("produced_by"), "metrics": old.get("metrics")},
+                      *old.get("other_machines", [])]:
+            origin = entry.get("produced_by") or {}
+            if (entry.get("metrics") is not None and origin.get("command") == meta["command"]
+                    and origin.get("machine") != meta["machine"]):
+                others.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"produced_by": meta, "metrics": metrics}, indent=1) + "\n")
+    doc = {"produced_by": meta, "metrics": metrics}
+    if others:
+        doc["other_machines"] = others
+    path.write_text(json.dumps(doc, indent=1) + "\n")

@@ -95,3 +95,41 @@ def test_no_experiment_writes_into_docs_unless_told():
              "compression": compression.parse_args(["all", "--quick"]).out}
     for script, out in quick.items():
         assert out.endswith("-quick") and out != outs[script], "quick runs do not replace the long runs' directories"
+
+
+def test_a_quick_reference_keeps_one_entry_per_machine_kind(tmp_path, monkeypatch):
+    import provenance
+    path = tmp_path / "quick.json"
+    meta = {"command": "python experiments/x.py --quick", "commit": "a" * 40, "date": "d"}
+    monkeypatch.setattr(provenance, "float_machine", lambda: "cpu A; torch AVX2")
+    provenance.write_reference(path, meta, {"acc": [0.5]})
+    monkeypatch.setattr(provenance, "float_machine", lambda: "cpu B; torch AVX512")
+    provenance.write_reference(path, meta, {"acc": [0.5000001]})
+    provenance.write_reference(path, meta, {"acc": [0.5000002]})   # B again: replaces B's, keeps A's
+    doc = json.loads(path.read_text())
+    assert doc["produced_by"]["machine"] == "cpu B; torch AVX512" and doc["metrics"] == {"acc": [0.5000002]}
+    assert [e["produced_by"]["machine"] for e in doc["other_machines"]] == ["cpu A; torch AVX2"]
+    assert doc["other_machines"][0]["metrics"] == {"acc": [0.5]}
+
+
+def test_the_check_is_exact_on_a_known_machine_kind_and_close_elsewhere(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    import quick_reference
+    monkeypatch.setattr(quick_reference, "REPO", tmp_path)
+    command = "python experiments/x.py --quick"
+    origin = {"command": command, "commit": "b" * 40, "date": "d"}
+    (tmp_path / "ref.json").write_text(json.dumps({
+        "produced_by": {**origin, "machine": "B"}, "metrics": {"acc": [0.25]},
+        "other_machines": [{"produced_by": {**origin, "machine": "A"}, "metrics": {"acc": [0.2500001]}}]}))
+
+    def fresh(machine, acc):
+        f = tmp_path / "fresh.json"
+        f.write_text(json.dumps({"produced_by": {**origin, "machine": machine}, "metrics": {"acc": [acc]}}))
+        return f
+    quick_reference.check(fresh("A", 0.2500001), "ref.json", command)
+    with pytest.raises(AssertionError, match="no longer gives the committed numbers"):
+        quick_reference.check(fresh("A", 0.25), "ref.json", command)     # exact on a known kind
+    with pytest.warns(UserWarning, match="no reference made on this machine kind"):
+        quick_reference.check(fresh("C", 0.2500002), "ref.json", command)
+    with pytest.raises(AssertionError, match="not within"):
+        quick_reference.check(fresh("C", 0.3), "ref.json", command)
