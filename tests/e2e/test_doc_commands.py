@@ -293,6 +293,9 @@ COMMANDS = {
         Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
     "python experiments/compare_topologies.py --to docs/topology-comparison":
         Covered("tests/e2e/test_experiments.py", '"--quick"'),
+    "python experiments/compare_topologies.py --out runs/compare-topologies-dirichlet0.1 --to "
+    "docs/topology-comparison/dirichlet-0.1 -- --partition dirichlet:alpha=0.1":
+        Covered("tests/e2e/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --quick --out /tmp/q": Covered("tests/e2e/test_experiments.py",
                                                                              '"--quick"'),
     "python experiments/compare_topologies.py --quick --to docs/topology-comparison":
