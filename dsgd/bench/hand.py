@@ -19,7 +19,9 @@ their results compared (max relative difference, reported).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import sys
 
 import numpy as np
@@ -105,6 +107,24 @@ def measure(world, comm, raw_comm, spec: str, numel: int, warmup: int, repeats: 
             "max_rel_diff": float(diff[0]), "repeats": repeats}
 
 
+def profile(world, comm, spec: str, numel: int, steps: int, top: int = 8) -> list:
+    """Where dsgd's step spends its time on this rank: (function, share of the total) for the `top`
+    functions by own time, over `steps` steps under cProfile."""
+    topo = topologies.from_spec(spec, world.Get_size())
+    mixer = Mixer(comm, workers_per_rank=1)
+    x = torch.zeros(1, numel)
+    mixer.mix_([x], topo.step(0))
+    prof = cProfile.Profile()
+    prof.enable()
+    for t in range(steps):
+        mixer.mix_([x], topo.step(t))
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values()) or 1.0
+    rows = sorted(((v[2], f"{k[0].rsplit('/', 1)[-1]}:{k[1]}({k[2]})") for k, v in stats.items()), reverse=True)
+    return [[name, own / total] for own, name in rows[:top]]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dsgd.bench hand", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -112,6 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--topology", nargs="+", default=list(DEFAULT_TOPOLOGIES), help="topology specs")
     ap.add_argument("--repeats", type=positive, default=15, help="timed repetitions")
     ap.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="also profile STEPS of dsgd's step per configuration on rank 0 (cProfile): the functions "
+                         "with the largest own time and their share")
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: indented)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     world = MPI.COMM_WORLD
@@ -125,6 +148,9 @@ def main(argv=None) -> int:
               "torch_threads": torch.get_num_threads(), "results": [
                   measure(world, comm, raw_comm, spec, numel, args.warmup, args.repeats)
                   for spec in args.topology for numel in args.numel]}
+    if args.profile:
+        for r in report["results"]:
+            r["profile"] = profile(world, comm, r["topology"], r["numel"], args.profile)
     raw_comm.Free()
     if world.Get_rank() == 0:
         print(json.dumps(report) if args.json else json.dumps(report, indent=1), flush=True)

@@ -37,11 +37,13 @@ def test_seam_refuses_worker_counts_the_ranks_do_not_divide():
 
 
 def test_hand_written_step_computes_what_dsgd_computes():
-    out = mpi_harness.run_ok(3, ["-m", "dsgd.bench", "hand", "--numel", "1000", "--repeats", "2", "--json"],
-                             timeout=240)
+    out = mpi_harness.run_ok(3, ["-m", "dsgd.bench", "hand", "--numel", "1000", "--repeats", "2", "--profile", "5",
+                                 "--json"], timeout=240)
     report = report_of(out)
     assert [r["topology"] for r in report["results"]] == ["ring", "one-peer-exponential", "complete"]
     for r in report["results"]:
         assert r["dsgd_s"] > 0 and r["hand_s"] > 0 and r["exchange_s"] > 0
         assert r["hand_ratio"] == r["dsgd_s"] / r["hand_s"]
         assert r["max_rel_diff"] < 1e-6, r   # same weighted sum, float32 rounding apart
+        shares = [share for _, share in r["profile"]]
+        assert 0 < len(shares) <= 8 and shares == sorted(shares, reverse=True) and sum(shares) <= 1 + 1e-9
