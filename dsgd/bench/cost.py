@@ -186,6 +186,8 @@ def run_calibrate(args) -> dict:
         for side in ("dsgd_s", "raw_s"):
             line = fit.fit_line([p[x_key] for p in mine], [p[side] for p in mine])
             fits[kind][side] = line | to_link(line) | {"x": x_key}
+    here = os.getcwd() + os.sep   # paths inside the checkout are shown relative to it, as they run from there
+    command = [os.path.relpath(a) if os.path.isabs(a) and a.startswith(here) else a for a in command]
     return {"command": "calibrate", "world_size": size, "mpirun": command, "cross_check": cross_check(points, fits, size),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0], "mix_dates": [r["date"] for r in reports],
