@@ -17,7 +17,7 @@ demo: install
 	$(PY) -m dsgd.demo $(DEMO_ARGS)
 
 test: install
-	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider
+	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider --durations=25
 
 bench: install
 	bash launch/dsgd-mpirun -np 4 --oversubscribe -- $(PY) -m dsgd.bench mix --json
