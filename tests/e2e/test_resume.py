@@ -17,10 +17,10 @@ CASES = {
 def test_resume_from_a_middle_checkpoint_is_bit_exact(tmp_path, name):
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     flags = [*TINY, *CASES[name], "--steps-per-epoch", "24", "--eval-every", "8", "--checkpoint-every", "8",
-             "--keep-checkpoints", "0", "--workers-per-rank", "2"]
-    train(2, full, *flags)
+             "--keep-checkpoints", "0"]
+    train(4, full, *flags)
     shutil.copytree(full, resumed)
-    train(2, resumed, "--resume", str(resumed / "checkpoints" / "step-00000008"))
+    train(4, resumed, "--resume", str(resumed / "checkpoints" / "step-00000008"))
     assert torch.equal(worker_params(resumed), worker_params(full))
     assert [m["step"] for m in metrics(resumed)] == [8, 16, 24]  # rows past the checkpoint were redone once
     assert [m["test_acc"] for m in metrics(resumed)] == [m["test_acc"] for m in metrics(full)]
@@ -28,11 +28,10 @@ def test_resume_from_a_middle_checkpoint_is_bit_exact(tmp_path, name):
 
 def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path):
     short, long_ = tmp_path / "short", tmp_path / "long"
-    flags = [*TINY, "--algorithm", "dsgd", "--topology", "exponential", "--steps-per-epoch", "10", "--eval-every", "10",
-             "--workers-per-rank", "2"]
-    train(2, short, *flags, "--epochs", "1")
-    train(2, short, "--resume", str(short), "--epochs", "2")
-    train(2, long_, *flags, "--epochs", "2")
+    flags = [*TINY, "--algorithm", "dsgd", "--topology", "exponential", "--steps-per-epoch", "10", "--eval-every", "10"]
+    train(4, short, *flags, "--epochs", "1")
+    train(4, short, "--resume", str(short), "--epochs", "2")
+    train(4, long_, *flags, "--epochs", "2")
     assert torch.equal(worker_params(short), worker_params(long_))
 
 

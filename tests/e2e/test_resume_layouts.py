@@ -24,12 +24,12 @@ def flags(name):
     return [*TINY, *CASES[name], "--steps-per-epoch", str(STEPS), "--eval-every", str(STEPS), "--vectorize", "off"]
 
 
-@pytest.mark.parametrize("name, layouts", [("dsgd-mixed-momentum", [(4, 2), (1, 8), (2, 4)]),
-                                           ("gradient-tracking", [(2, 4), (8, 1)])])
+@pytest.mark.parametrize("name, layouts", [("dsgd-mixed-momentum", [(4, 2), (2, 4), (8, 1)]),
+                                           ("gradient-tracking", [(4, 2), (8, 1)])])
 def test_resume_in_other_layouts_equals_the_straight_run(tmp_path, name, layouts):
     straight, chain = tmp_path / "straight", tmp_path / "chain"
     epochs = len(layouts)
-    train(2, straight, *flags(name), "--workers-per-rank", "4", "--epochs", str(epochs))
+    train(4, straight, *flags(name), "--workers-per-rank", "2", "--epochs", str(epochs))
     (ranks, per_rank), *rest = layouts
     train(ranks, chain, *flags(name), "--workers-per-rank", str(per_rank), "--epochs", "1")
     for epoch, (ranks, per_rank) in enumerate(rest, start=2):
