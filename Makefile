@@ -1,11 +1,12 @@
-# Two entry points: `make demo` (a short decentralized training run) and `make test`.
+# Entry points: `make demo` (a short decentralized training run), `make test` (the whole suite) and
+# `make quick` (unit and in-process tests, a few minutes: run it before each commit).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Options of the demo, e.g. make demo DEMO_ARGS="--ranks 2 --steps 20" (python -m dsgd.demo --help).
 DEMO_ARGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test bench lint
+.PHONY: install demo test quick bench lint
 
 $(VENV)/.installed: setup.py scripts/install.sh
 	DSGD_TEST_TOOLS=1 bash scripts/install.sh $(VENV)
@@ -16,8 +17,16 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m dsgd.demo $(DEMO_ARGS)
 
+PYTEST := $(PY) -m pytest -q -x --timeout=600 -p no:cacheprovider
+
+# Both print their wall time last (a failing run too), so a slow change shows at once.
 test: install
-	$(PY) -m pytest tests -q -x --timeout=600 -p no:cacheprovider --durations=25
+	@start=$$(date +%s); $(PYTEST) --durations=25 tests; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s wall (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; exit $$status
+
+quick: install
+	@start=$$(date +%s); $(PYTEST) --durations=10 tests/unit tests/inprocess; status=$$?; \
+	echo "make quick: $$(( $$(date +%s) - start )) s wall (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; exit $$status
 
 bench: install
 	bash launch/dsgd-mpirun -np 4 --oversubscribe -- $(PY) -m dsgd.bench mix --json

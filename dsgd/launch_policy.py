@@ -119,6 +119,15 @@ def forwarded_variables(environ: Mapping[str, str]) -> list:
     return names
 
 
+def skip_fabric_probe(request: Request, machine: Machine) -> bool:
+    """A job on this one host moves its bytes through shared memory; Open MPI's libfabric transport
+    would first spend about a second looking for a fabric (measured in docs/benchmarks.md). Skipped
+    unless a hostfile spreads the job over hosts or the caller chose the transports (--mca btl, or
+    OMPI_MCA_btl in the environment)."""
+    chose_btl = any(key == "btl" for key, _ in request.mca) or "OMPI_MCA_btl" in machine.environ
+    return request.hostfile is None and not chose_btl
+
+
 def mpirun_line(request: Request, machine: Machine) -> list:
     """The mpirun argv for REQUEST on MACHINE; UsageError names the first thing wrong with it."""
     if not request.command:
@@ -167,6 +176,8 @@ def mpirun_line(request: Request, machine: Machine) -> list:
     line += ["--map-by", map_by, "--bind-to", bind_to]
     if request.oversubscribe:  # more ranks than cores: a rank waiting in a collective gives its core away
         line += ["--mca", "mpi_yield_when_idle", "1"]
+    if skip_fabric_probe(request, machine):
+        line += ["--mca", "btl", "^ofi"]
     for key, value in request.mca:
         line += ["--mca", key, value]
     line += ["-x", f"OMP_NUM_THREADS={threads}", "-x", f"MKL_NUM_THREADS={threads}"]

@@ -45,10 +45,12 @@ def mpirun_command(np: int, args: Sequence[str], python: Optional[str] = None, *
 
 def mpirun_env(extra: Optional[dict] = None, threads: int = 1) -> dict:
     """Environment for an mpirun line a test writes by hand on purpose (ranks without mpi4py, say):
-    root allowed, oversubscription allowed, waiting ranks yield, one thread per rank.
+    root allowed, oversubscription allowed, waiting ranks yield, one thread per rank, and on this
+    one host no libfabric probe (unless EXTRA or the environment chose the transports).
 
     Lines from `mpirun_command` need none of this: they carry it as options."""
     env = dict(os.environ)
+    env.setdefault("OMPI_MCA_btl", "^ofi")
     env.update({
         "OMPI_MCA_mpi_yield_when_idle": "1",
         "OMPI_MCA_rmaps_base_oversubscribe": "1",

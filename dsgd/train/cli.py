@@ -15,13 +15,11 @@ import traceback
 from pathlib import Path
 
 from dsgd.config import ConfigError, parse
-from dsgd.data.errors import DatasetError
-from dsgd.comm.mpi import CommTimeout
-from dsgd.device import DeviceError
 from dsgd.local_rank import global_rank
-from dsgd.train.checkpoint import CheckpointError, find
-from dsgd.train.loop import NonFiniteError
 from dsgd.train.preempt import STOPPED, Preempted, StopSignal
+
+# Everything that needs torch is imported once the settings are parsed: `--help` and a bad flag
+# answer without loading torch.
 
 USAGE_ERROR = 2
 RUN_ERROR = 3
@@ -29,6 +27,7 @@ INTERNAL_ERROR = 1
 
 
 def last_checkpoint(out: Path) -> str:
+    from dsgd.train.checkpoint import CheckpointError, find
     try:
         _, ckpt_dir, _ = find(str(out))
         return f"the last good checkpoint is {ckpt_dir} (resume with --resume {out})"
@@ -45,10 +44,11 @@ def fail(rank: int, message: str, status: int = USAGE_ERROR) -> int:
     return status
 
 
-def abort_job(status: int) -> None:
-    """End every rank of the job now: MPI_Abort when MPI is up, else a plain exit."""
+def abort_job(status: int, in_process: bool = False) -> None:
+    """End every rank of the job now: MPI_Abort when MPI is up, else a plain exit (always a plain
+    exit for a run inside the caller's process, whose MPI is not the run's)."""
     MPI = sys.modules.get("mpi4py.MPI")
-    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+    if not in_process and MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(status)
     sys.exit(status)
@@ -99,18 +99,22 @@ def fill_group_size(comm, cfg) -> str | None:
     return None
 
 
-def setup(cfg, ns):
-    """Device, communicator and run, with every setup error agreed across ranks."""
+def setup(cfg, ns, comm=None):
+    """Device, communicator and run, with every setup error agreed across ranks. COMM: a communicator
+    to run on instead of --backend's (a whole run inside one process: `SelfCommunicator`)."""
     import torch
     from dsgd.comm import Mixer, make_communicator
-    from dsgd.device import check_gpu_sharing, device_identity, pick_device
+    from dsgd.data.errors import DatasetError
+    from dsgd.device import DeviceError, check_gpu_sharing, device_identity, pick_device
     from dsgd.train import rundir
+    from dsgd.train.checkpoint import CheckpointError, find
     error, run = None, None
     try:
         device = pick_device(cfg.run.device)
     except DeviceError as e:
         error, device = str(e), torch.device("cpu")
-    comm = make_communicator(cfg.run.backend, device)
+    if comm is None:
+        comm = make_communicator(cfg.run.backend, device)
     mixer = Mixer(comm, cfg.run.workers_per_rank)
     identities = comm.allgather_object(device_identity(device))
     out = Path(cfg.run.out)
@@ -152,8 +156,8 @@ def setup(cfg, ns):
     return comm, run, error
 
 
-def _main(argv: list[str] | None) -> int:
-    rank = global_rank()
+def _main(argv: list[str] | None, comm=None) -> int:
+    rank = 0 if comm is not None else global_rank()
     try:
         cfg, ns = parse(argv)
         from dsgd.train import build
@@ -166,7 +170,10 @@ def _main(argv: list[str] | None) -> int:
     import os
     if cfg.run.comm_timeout > 0:
         os.environ["DSGD_COMM_TIMEOUT"] = str(cfg.run.comm_timeout)
-    comm, run, error = setup(cfg, ns)
+    from dsgd.comm.mpi import CommTimeout
+    from dsgd.train.loop import NonFiniteError
+    in_process = comm is not None
+    comm, run, error = setup(cfg, ns, comm)
     if error:
         return fail(comm.rank, error)
     if comm.rank == 0 and cfg.run.device == "auto" and run.device.type == "cpu":
@@ -194,7 +201,7 @@ def _main(argv: list[str] | None) -> int:
     except CommTimeout as e:  # this rank alone knows: say so, then end the job
         print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
         run.log.rank_only(f"stopped: {e}")
-        abort_job(RUN_ERROR)
+        abort_job(RUN_ERROR, in_process)
     finally:
         run.stop.restore()
     run.log.close()
@@ -211,15 +218,17 @@ def _world_size() -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, comm=None) -> int:
+    """The command: ARGV are its flags (default sys.argv). COMM runs it on that communicator instead
+    of --backend's, e.g. `main([...], comm=SelfCommunicator())` trains every worker in this process."""
     try:
-        return _main(argv)
+        return _main(argv, comm)
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException:  # an error on this rank alone: the others must not wait for it forever
         print(f"dsgd.train: internal error on rank {global_rank()}:", file=sys.stderr)
         traceback.print_exc()
-        abort_job(INTERNAL_ERROR)
+        abort_job(INTERNAL_ERROR, comm is not None)
         return INTERNAL_ERROR
 
 

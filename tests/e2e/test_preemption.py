@@ -11,7 +11,7 @@ import torch
 
 import mpi_harness
 from dsgd import launcher
-from trainer import FAST, TINY, latest_step, train, worker_params
+from trainer import FAST, TINY, latest_step, train, train_here, worker_params
 
 # The signal goes out within about 10 ms of the step-0 checkpoint, when every rank has its handler;
 # 300 steps of 4 ranks take far longer even on a fast idle machine (one MLP step alone is about 0.6 ms).
@@ -53,7 +53,7 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
                      f"step-{step:08d} (resume with --resume {stopped})"], out[-3000:]
     # requeued: the same command line continues from that checkpoint
     mpi_harness.run_ok(4, ["-m", "dsgd.train", *FLAGS, "--out", str(stopped), "--resume", "auto"], timeout=300)
-    train(4, whole, *FLAGS)  # FAST again after FLAGS' own copy: the same settings
+    train_here(4, whole, *FLAGS)  # the same 4 workers in this process (FAST again after FLAGS' own copy)
     assert torch.equal(worker_params(stopped), worker_params(whole))
 
 

@@ -9,7 +9,7 @@ from dsgd.comm import SimulatedMixer
 from dsgd.config import parse
 from dsgd.train import checkpoint as ckpt
 from dsgd.train.loop import Run
-from trainer import FAST, TINY, metrics, train, worker_params
+from trainer import FAST, TINY, metrics, train, train_here, worker_params
 
 STEPS = 8   # steps per epoch: one resume per epoch
 CASES = {
@@ -29,7 +29,7 @@ def flags(name):
 def test_resume_in_other_layouts_equals_the_straight_run(tmp_path, name, layouts):
     straight, chain = tmp_path / "straight", tmp_path / "chain"
     epochs = len(layouts)
-    train(4, straight, *flags(name), "--workers-per-rank", "2", "--epochs", str(epochs))
+    train_here(8, straight, *flags(name), "--epochs", str(epochs))  # the same 8 workers, one process
     (ranks, per_rank), *rest = layouts
     train(ranks, chain, *flags(name), "--workers-per-rank", str(per_rank), "--epochs", "1")
     for epoch, (ranks, per_rank) in enumerate(rest, start=2):
@@ -45,7 +45,8 @@ def test_resume_in_other_layouts_equals_the_straight_run(tmp_path, name, layouts
 
 @pytest.fixture(scope="module")
 def eight_workers(tmp_path_factory):
-    """A D-SGD run of 8 workers (4 ranks x 2) with momentum, stopped after one epoch."""
+    """A D-SGD run of 8 workers (4 ranks x 2) with momentum, stopped after one epoch: the resize tests
+    read a checkpoint that several ranks wrote."""
     out = tmp_path_factory.mktemp("eight")
     train(4, out, *TINY, "--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", str(STEPS),
           "--eval-every", str(STEPS), "--workers-per-rank", "2", "--epochs", "1")

@@ -52,6 +52,21 @@ def test_oversubscribe_only_when_asked():
     assert ["--mca", "mpi_yield_when_idle", "1"] == over[over.index("--mca"):over.index("--mca") + 3]
 
 
+def test_a_one_host_job_skips_the_fabric_probe_unless_the_transports_are_chosen(tmp_path):
+    # one host: shared memory carries the bytes, libfabric's probe would only cost a second per job
+    assert option_values(dry_run("-np", "2", "--", "true"), "--mca") == ["btl"]
+    plain = dry_run("-np", "2", "--", "true")
+    assert plain[plain.index("--mca"):plain.index("--mca") + 3] == ["--mca", "btl", "^ofi"]
+    # the user's choice of transports wins, given as an option or in the environment
+    chosen = dry_run("-np", "2", "--mca", "btl", "self,tcp", "--", "true")
+    assert chosen.count("btl") == 1 and chosen[chosen.index("btl") + 1] == "self,tcp"
+    assert "btl" not in dry_run("-np", "2", "--", "true", env={"OMPI_MCA_btl": "self,sm"})
+    # a hostfile spreads the job over hosts, where a fabric may be what carries it
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("localhost slots=2\n")
+    assert "btl" not in dry_run("--hostfile", str(hostfile), "--", "true")
+
+
 @pytest.mark.parametrize("args, threads, map_by, bind", [
     (["-np", "4"], 2, "slot:PE=2", "core"),                              # 8 cores / 4 ranks
     (["-np", "16"], 1, "slot", "none"),                                  # more ranks than cores

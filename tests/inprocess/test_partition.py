@@ -1,11 +1,12 @@
-"""A label-skewed run under mpirun: 2 ranks x 2 workers, Dirichlet(0.1) parts, the tiny MLP."""
+"""A label-skewed run: 4 workers, Dirichlet(0.1) parts, the tiny MLP; what it writes is checked against
+the parts and zeta2 computed again here."""
 import json
 
 import numpy as np
 import torch
 import yaml
 
-from trainer import TINY, metrics, train, worker_params
+from trainer import TINY, metrics, train_here, worker_params
 
 from dsgd.comm.simulated import SimulatedMixer
 from dsgd.config import from_dict
@@ -17,7 +18,7 @@ from dsgd.train.heterogeneity import Heterogeneity
 
 
 def test_dirichlet_run_writes_its_partition_and_heterogeneity_metrics(tmp_path):
-    train(2, tmp_path, *TINY, "--norm", "gn", "--workers-per-rank", "2", "--partition", "dirichlet:alpha=0.1",
+    train_here(4, tmp_path, *TINY, "--norm", "gn", "--partition", "dirichlet:alpha=0.1",
           "--steps-per-epoch", "4", "--epochs", "1", "--eval-every", "2", "--eval-on-start", "true",
           "--eval-samples", "500", "--probe-samples", "64")
     doc = json.loads((tmp_path / "partition.json").read_text())

@@ -1,0 +1,74 @@
+"""One algorithm however its workers are spread: `mpirun -np 4` (4 ranks x 1) ends bit for bit where
+the same 4 workers end in one process, and a 2 ranks x 2 job resumed from that one-process run's
+middle checkpoint ends there too. This is what lets the in-process tests (tests/inprocess) stand for
+the distributed trainer: every rule family is checked here once."""
+import shutil
+
+import pytest
+import torch
+
+from inprocess.test_resume import RULE_FLAGS, RULES
+from trainer import TINY, metrics, train, train_here, worker_params
+
+CASES = {
+    "dsgd": ["--algorithm", "dsgd", "--topology", "ring"],
+    # momentum (0.9 from FAST) gossiped like the parameters, while the parameter exchange is in flight
+    "dsgd-mixed-momentum": ["--algorithm", "dsgd", "--topology", "ring", "--mix-optimizer-state", "true"],
+    **RULES,
+}
+# averages through allreduce sum in the MPI library's order, which depends on the layout: round-off only
+ALLREDUCE_AVERAGES = {"csgd-powersgd"}
+
+
+def same(got, want, name, where):
+    if name in ALLREDUCE_AVERAGES:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    else:
+        assert torch.equal(got, want), f"{where}: {(got - want).abs().max()}"
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    """name -> the run directory of the 4 workers trained in this process (made on first use)."""
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            runs[name] = tmp_path_factory.mktemp(name)
+            train_here(4, runs[name], *RULE_FLAGS, *CASES[name], "--vectorize", "off")
+        return runs[name]
+    return get
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_four_ranks_of_one_worker_end_where_one_process_of_four_does(tmp_path, in_process, name):
+    log = train(4, tmp_path, *RULE_FLAGS, *CASES[name])
+    same(worker_params(tmp_path), worker_params(in_process(name)), name, "4 x 1")
+    assert [m["test_acc"] for m in metrics(tmp_path)] == pytest.approx(
+        [m["test_acc"] for m in metrics(in_process(name))], abs=1e-3 if name in ALLREDUCE_AVERAGES else 0)
+    if not torch.cuda.is_available():  # the cpu fallback notice is the job's, not each rank's
+        assert log.count("no CUDA device visible") == 1, log[-2000:]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_ranks_of_two_workers_resume_the_one_process_run_exactly(tmp_path, in_process, name):
+    """Several ranks and several workers per rank in one checkpoint, written after a resume that
+    changed the layout (1 x 4 -> 2 x 2)."""
+    resumed = tmp_path / "resumed"
+    shutil.copytree(in_process(name), resumed)
+    train(2, resumed, "--resume", str(resumed / "checkpoints" / "step-00000006"), "--workers-per-rank", "2")
+    assert sorted(p.name for p in (resumed / "checkpoints" / "step-00000012").iterdir()) == ["rank0.pt", "rank1.pt"]
+    same(worker_params(resumed), worker_params(in_process(name)), name, "2 x 2 resumed")
+
+
+def test_mixing_the_momentum_changes_the_trajectory(in_process):
+    assert not torch.equal(worker_params(in_process("dsgd-mixed-momentum")), worker_params(in_process("dsgd")))
+
+
+def test_resume_with_workers_no_rank_layout_can_hold_is_refused_with_one_line_unless_resized(tmp_path):
+    train(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4", "--eval-every", "4")
+    res = train(4, tmp_path, "--resume", str(tmp_path), ok=False)
+    assert res.returncode == 2
+    assert ("cannot resume: the checkpoint has 2 workers (2 ranks x 1), this run has 4 (4 x 1); give "
+            "--resize true to continue with 4 workers (not bit-exact)") in res.stdout
+    assert "Traceback" not in res.stdout
