@@ -30,6 +30,7 @@ import torch
 from mpi4py import MPI
 
 from dsgd.bench.common import build_run, finish, load_average, non_negative, now, positive, report_main, set_threads
+from dsgd.bench.reports import agree_arms, agree_row, agree_topology
 from dsgd.comm import Mixer
 from dsgd.comm.mpi import MPICommunicator
 from dsgd.train.loop import NonFiniteError
@@ -51,20 +52,12 @@ NOTES = [
 ]
 
 
-def topology_for(world_size: int) -> str:
-    return "ring" if world_size >= 3 else "complete"  # a ring needs 3 nodes
-
-
 def trainer_flags(args, model: str, world_size: int) -> list[str]:
-    steps = len(arm_names(args)) * (args.warmup + args.repeats) * args.window
-    return ["--algorithm", "dsgd", "--topology", topology_for(world_size), "--model", model, "--norm", "none",
+    steps = len(agree_arms(args.every)) * (args.warmup + args.repeats) * args.window
+    return ["--algorithm", "dsgd", "--topology", agree_topology(world_size), "--model", model, "--norm", "none",
             "--batch-size", str(args.batch_size), "--lr", str(LR), "--momentum", str(MOMENTUM),
             "--seed", str(SEED), "--device", "cpu", "--threads", str(args.threads), "--vectorize", "off",
             "--epochs", str(max(1.0, steps / 100)), "--steps-per-epoch", "100"]
-
-
-def arm_names(args) -> list[str]:
-    return ["agreed", "none", f"every-{args.every}", "overlapped"]
 
 
 class AgreeClock:
@@ -171,19 +164,7 @@ def measure_model(args, world, model: str) -> dict:
     for a in (times, in_step, alone):
         world.Allreduce(MPI.IN_PLACE, a, op=MPI.MAX)
     times, in_step, alone = times[args.warmup:], in_step[args.warmup:], alone[args.warmup * args.window:]
-    step_s = {name: float(np.median(times[:, j])) / args.window for j, name in enumerate(names)}
-    none = times[:, names.index("none")]
-    slowdown, quartiles = {}, {}
-    for j, name in enumerate(names):
-        if name != "none":
-            paired = times[:, j] / none
-            slowdown[name] = float(np.median(paired))
-            quartiles[name] = [float(q) for q in np.percentile(paired, [25, 75])]
-    agree_s, agree_in_step_s = float(np.median(alone)), float(np.median(in_step))
-    return {"model": model, "topology": topology_for(n), "step_s": step_s,
-            "agree_s": agree_s, "agree_in_step_s": agree_in_step_s,
-            "agree_ratio": agree_s / step_s["none"], "agree_in_step_ratio": agree_in_step_s / step_s["agreed"],
-            "slowdown": slowdown, "slowdown_quartiles": quartiles}
+    return agree_row(model, agree_topology(n), names, times, in_step, alone, args.window)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -208,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
     return {"benchmark": "agree", "world_size": world.Get_size(), "device": "cpu", "algorithm": "dsgd",
             "batch_size": args.batch_size, "window": args.window, "every": args.every,
             "torch_threads": torch.get_num_threads(), "date": started, "load_average": load,
-            "warmup": args.warmup, "repeats": args.repeats, "arms": arm_names(args), "results": results,
+            "warmup": args.warmup, "repeats": args.repeats, "arms": agree_arms(args.every), "results": results,
             "notes": list(NOTES)}
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
+import numpy as np
 import torch
 
 from dsgd.bench.common import load_average, median, now, positive
@@ -81,27 +83,41 @@ def dense_step(world, mixer, W, m: int, repeats: int) -> dict:
     return {"step_s": slowest(world, step), "bytes_sent_per_rank": int(median(sent))}
 
 
+def codec_row(m: int, spec: str, measured: dict, dense: dict) -> dict:
+    """One (numel, codec) result: the codec's measure() beside the dense step's, with what the codec
+    saves in bytes and costs in time relative to it, and the step's time left after encode and decode."""
+    row = {"numel": m, "codec": spec, **measured}
+    row["transfer_s"] = max(0.0, row["step_s"] - row["encode_s"] - row["decode_s"])
+    row["dense_step_s"], row["dense_bytes_per_rank"] = dense["step_s"], dense["bytes_sent_per_rank"]
+    row["step_ratio"] = row["step_s"] / dense["step_s"]
+    row["bytes_ratio"] = row["bytes_sent_per_rank"] / dense["bytes_sent_per_rank"]
+    return row
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     from mpi4py import MPI
 
     import topologies
-    from dsgd.comm import Mixer
+    from dsgd.comm import Mixer, classify
     from dsgd.comm.mpi import MPICommunicator
     world = MPI.COMM_WORLD
     mixer = Mixer(MPICommunicator(world.Dup()), 1)
     W = topologies.from_spec(args.topology, world.size).W(0)
+    kind = classify(np.asarray(W))
+    if kind != "sparse":  # an average is one allreduce, the identity moves nothing: no exchange to compress
+        if world.rank == 0:
+            print(f"python -m dsgd.bench compress: error: --topology {args.topology} on {world.size} ranks is "
+                  f"{'the plain average (one allreduce)' if kind == 'average' else 'the identity'}, not a neighbour "
+                  f"exchange; use more ranks or another topology", file=sys.stderr, flush=True)
+        return 2
     report = {"benchmark": "compress", "world_size": world.size, "topology": args.topology, "date": now(),
               "torch_threads": torch.get_num_threads(), "load_average": load_average(), "results": []}
     for m in args.numel:
         dense = dense_step(world, mixer, W, m, args.repeats)
         for spec in args.codecs:
-            row = {"numel": m, "codec": spec, **measure(world, mixer, W, parse_codec(spec), m, args.repeats)}
-            row["transfer_s"] = max(0.0, row["step_s"] - row["encode_s"] - row["decode_s"])
-            row["dense_step_s"], row["dense_bytes_per_rank"] = dense["step_s"], dense["bytes_sent_per_rank"]
-            row["step_ratio"] = row["step_s"] / dense["step_s"]
-            row["bytes_ratio"] = row["bytes_sent_per_rank"] / dense["bytes_sent_per_rank"]
-            report["results"].append(row)
+            measured = measure(world, mixer, W, parse_codec(spec), m, args.repeats)
+            report["results"].append(codec_row(m, spec, measured, dense))
     if world.rank == 0:
         if args.json:
             print(json.dumps(report))

@@ -155,9 +155,22 @@ def mix_report(args) -> tuple:
     return [json.loads(lines[-1])], launcher.mpirun_command(args.ranks, mix, threads=1)
 
 
+def fitted_link(line: dict, to_link) -> dict:
+    """alpha and beta from a fitted line, or none with the reason when the times did not grow with the
+    bytes (on a busy machine noise can outweigh the transfer time of small sizes): no bandwidth follows."""
+    if line["b_s_per_byte"] <= 0:
+        return {"alpha_s": None, "beta_bytes_per_s": None,
+                "unfit": "the times did not grow with the bytes (noise larger than the transfer time); "
+                         "measure larger --numel sizes, more --repeats, or on an idle machine"}
+    return to_link(line)
+
+
 def cross_check(points: list, fits: dict, size: int) -> list:
-    """Allreduce times predicted with the link fitted to gossip (dsgd_s), beside the measured ones."""
+    """Allreduce times predicted with the link fitted to gossip (dsgd_s), beside the measured ones
+    (none when that link could not be fitted)."""
     link = fits["sparse"]["dsgd_s"]
+    if "unfit" in link:
+        return []
     machine = Link(max(link["alpha_s"], 0.0), link["beta_bytes_per_s"])  # a fit may put alpha below 0
     cluster = Cluster(nodes=1, ranks_per_node=size, intra=machine, inter=machine)
     rows = []
@@ -185,9 +198,13 @@ def run_calibrate(args) -> dict:
         fits[kind] = {}
         for side in ("dsgd_s", "raw_s"):
             line = fit.fit_line([p[x_key] for p in mine], [p[side] for p in mine])
-            fits[kind][side] = line | to_link(line) | {"x": x_key}
+            fits[kind][side] = line | fitted_link(line, to_link) | {"x": x_key}
+    unfit = [f"{kind} {side}: {f['unfit']}" for kind in fits for side, f in fits[kind].items() if "unfit" in f]
+    for line in unfit:
+        print(f"{PROG} calibrate: warning: no link fitted for {line}", file=sys.stderr)
     here = os.getcwd() + os.sep   # paths inside the checkout are shown relative to it, as they run from there
-    command = [os.path.relpath(a) if os.path.isabs(a) and a.startswith(here) else a for a in command]
+    if command is not None:  # None: fitted to --input reports, which name their own runs
+        command = [os.path.relpath(a) if os.path.isabs(a) and a.startswith(here) else a for a in command]
     return {"command": "calibrate", "world_size": size, "mpirun": command, "cross_check": cross_check(points, fits, size),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0], "mix_dates": [r["date"] for r in reports],

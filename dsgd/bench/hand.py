@@ -32,6 +32,7 @@ import topologies
 from dsgd.comm import Mixer, classify, make_communicator
 
 from .common import load_average, now, positive
+from .reports import hand_row, profile_shares
 
 DEFAULT_NUMEL = (270_000, 11_000_000)
 DEFAULT_TOPOLOGIES = ("ring", "one-peer-exponential", "complete")
@@ -96,15 +97,12 @@ def measure(world, comm, raw_comm, spec: str, numel: int, warmup: int, repeats: 
         x.copy_(start)  # keep values bounded, outside the clock
         y[:] = start[0].numpy()
     world.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-    dsgd_s, hand_s, exchange_s = (float(v) for v in np.median(times, axis=0))
     S, W = topo.step(0), topo.W(0)
     mixer.mix_([x], S)
     hand(W, y)
     diff = np.array([float(np.max(np.abs(x[0].numpy() - y)) / max(float(np.max(np.abs(y))), 1e-30))])
     world.Allreduce(MPI.IN_PLACE, diff, op=MPI.MAX)
-    return {"topology": spec, "kind": classify(W), "numel": numel, "dsgd_s": dsgd_s, "hand_s": hand_s,
-            "exchange_s": exchange_s, "hand_ratio": dsgd_s / hand_s, "exchange_ratio": dsgd_s / exchange_s,
-            "max_rel_diff": float(diff[0]), "repeats": repeats}
+    return hand_row(spec, classify(W), numel, times, float(diff[0]), repeats)
 
 
 def profile(world, comm, spec: str, numel: int, steps: int, top: int = 8) -> list:
@@ -119,10 +117,7 @@ def profile(world, comm, spec: str, numel: int, steps: int, top: int = 8) -> lis
     for t in range(steps):
         mixer.mix_([x], topo.step(t))
     prof.disable()
-    stats = pstats.Stats(prof).stats
-    total = sum(v[2] for v in stats.values()) or 1.0
-    rows = sorted(((v[2], f"{k[0].rsplit('/', 1)[-1]}:{k[1]}({k[2]})") for k, v in stats.items()), reverse=True)
-    return [[name, own / total] for own, name in rows[:top]]
+    return profile_shares(pstats.Stats(prof).stats, top)
 
 
 def main(argv=None) -> int:

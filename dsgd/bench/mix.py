@@ -29,12 +29,12 @@ import torch
 from mpi4py import MPI
 
 import topologies
+from dsgd.bench.reports import IDENTITY, bytes_sent, in_peers, mix_row, mix_topologies, out_peers
 from dsgd.comm import Mixer, classify, make_communicator
 from dsgd.schedules.base import mixing_step
 
 DEFAULT_NUMEL = (270_000, 11_000_000)  # parameters of ResNet-20 and ResNet-18
 DEFAULT_TOPOLOGIES = ("complete", "ring", "torus", "exponential", "one-peer-exponential", "identity")
-IDENTITY = "identity"  # not a family of `topologies`: W = I, a step that must cost nothing
 RAW_TAG = 7331         # on a duplicate of COMM_WORLD, so it can never match the Mixer's messages
 NOTES = [
     "times are seconds per step: max over ranks per repetition, then the median over repetitions",
@@ -47,36 +47,6 @@ NOTES = [
     "kind: how the Mixer runs the step, read off W: identity, average (one allreduce) or sparse",
     "all buffers, dsgd's and the baseline's numpy arrays, come from torch's allocator",
 ]
-
-
-class Identity:
-    """W = I on n nodes, shaped like a static topologies.Topology."""
-
-    time_varying, period = False, 1
-
-    def __init__(self, n: int):
-        self._W = np.eye(n)
-
-    def W(self, t: int = 0) -> np.ndarray:
-        return self._W
-
-
-def in_peers(W: np.ndarray, rank: int) -> list[int]:
-    return [int(j) for j in np.flatnonzero(W[rank] != 0) if j != rank]
-
-
-def out_peers(W: np.ndarray, rank: int) -> list[int]:
-    return [int(j) for j in np.flatnonzero(W[:, rank] != 0) if j != rank]
-
-
-def bytes_sent(W: np.ndarray, rank: int, buffer_bytes: int) -> int:
-    """Bytes `rank` hands to the network for one step with W (see NOTES)."""
-    kind = classify(W)
-    if kind == "identity":
-        return 0
-    if kind == "average":
-        return buffer_bytes
-    return len(out_peers(W, rank)) * buffer_bytes
 
 
 class RawStep:
@@ -127,22 +97,7 @@ def measure(world, raw_comm, comm, topo, numel: int, warmup: int, repeats: int) 
             sent += bytes_sent(W, rank, x.numel() * x.element_size())
     world.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
     world.Allreduce(MPI.IN_PLACE, sent, op=MPI.MAX)
-    dsgd_s, raw_s = (float(v) for v in np.median(times, axis=0))
-    per_step = float(sent[0]) / repeats
-    return {"kind": classify(topo.W(warmup)), "numel": numel, "dsgd_s": dsgd_s, "raw_s": raw_s,
-            "ratio": dsgd_s / raw_s if raw_s > 0 else None,
-            "gbps": per_step / dsgd_s / 1e9 if dsgd_s > 0 else None,
-            "bytes_sent_per_rank": int(round(per_step)), "repeats": repeats}
-
-
-def resolve(spec: str, n: int):
-    """(topology, None) for `spec` on n ranks, or (None, why it is not defined there)."""
-    if spec == IDENTITY:
-        return Identity(n), None
-    try:
-        return topologies.from_spec(spec, n), None
-    except topologies.TopologyError as e:
-        return None, str(e)
+    return mix_row(classify(topo.W(warmup)), numel, times, float(sent[0]), repeats)
 
 
 def _positive(text: str) -> int:
@@ -192,12 +147,9 @@ def run(args: argparse.Namespace) -> dict:
               "torch_threads": torch.get_num_threads(), "warmup": args.warmup,
               "load_average": os.getloadavg()[0],  # > cores: others share the machine, times inflate
               "results": [], "skipped": [], "notes": list(NOTES)}
-    for spec in args.topology:
-        topo, why = resolve(spec, world.Get_size())
-        if topo is None:
-            report["skipped"].append({"topology": spec, "reason": why})
-            report["notes"].append(f"skipped {spec}: {why}")
-            continue
+    measured, report["skipped"], skip_notes = mix_topologies(args.topology, world.Get_size())
+    report["notes"] += skip_notes
+    for spec, topo in measured:
         for numel in args.numel:
             result = measure(world, raw_comm, comm, topo, numel, args.warmup, args.repeats)
             report["results"].append({"topology": spec, **result})

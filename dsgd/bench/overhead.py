@@ -48,6 +48,15 @@ def plain_step(model, opt, x, y) -> None:
     opt.step()
 
 
+def figures(times: dict[str, list[float]]) -> dict:
+    """The report's numbers from the timed steps of each side ("dsgd", "plain", "data"): medians,
+    the ratio to the target and whether it is met."""
+    dsgd_s, plain_s, data_s = (median(times[k]) for k in ("dsgd", "plain", "data"))
+    ratio = dsgd_s / plain_s
+    return {"dsgd_s": dsgd_s, "plain_s": plain_s, "data_s": data_s, "ratio": ratio,
+            "ratio_excluding_data": (dsgd_s - data_s) / plain_s, "target": TARGET, "met": ratio <= TARGET}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m dsgd.bench overhead", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -87,16 +96,11 @@ def run(args: argparse.Namespace) -> dict:
         if t >= args.warmup:
             times["data"].append(seconds)
     finish(trainer, tmp)
-    dsgd_s, plain_s, data_s = (median(times[k]) for k in ("dsgd", "plain", "data"))
-    ratio = dsgd_s / plain_s
     return {"benchmark": "overhead", "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "model": args.model, "norm": args.norm, "dataset": args.dataset, "batch_size": args.batch_size,
             "torch_threads": torch.get_num_threads(), "date": started, "load_average": load,
-            "warmup": args.warmup, "repeats": args.repeats,
-            "dsgd_s": dsgd_s, "plain_s": plain_s, "data_s": data_s, "ratio": ratio,
-            "ratio_excluding_data": (dsgd_s - data_s) / plain_s, "target": TARGET, "met": ratio <= TARGET,
-            "notes": list(NOTES)}
+            "warmup": args.warmup, "repeats": args.repeats, **figures(times), "notes": list(NOTES)}
 
 
 def table(r: dict) -> str:

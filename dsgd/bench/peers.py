@@ -39,20 +39,13 @@ from torch.distributed.algorithms.model_averaging.averagers import PeriodicModel
 from torch.nn.parallel import DistributedDataParallel
 
 from dsgd.bench.common import build_run, finish, load_average, non_negative, now, positive, set_threads
+from dsgd.bench.reports import PEERS_SIDES, peers_comparisons, peers_results
 from dsgd.comm import Mixer
 from dsgd.comm.mpi import MPICommunicator
 from dsgd.comm.torch_dist import TorchDistCommunicator, init_process_group
 from dsgd.models import MODELS, build_model
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 0
-COMPARISONS = [  # (what, dsgd side, PyTorch side, target ratio)
-    ("local SGD", "dsgd-local-mpi", "torch-averager", 1.0),
-    ("local SGD", "dsgd-local-torch", "torch-averager", 1.0),
-    ("C-SGD", "dsgd-csgd-mpi", "torch-ddp", 1.1),
-    ("C-SGD", "dsgd-csgd-torch", "torch-ddp", 1.1),
-    ("C-SGD fp16", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 1.1),
-    ("C-SGD PowerSGD rank 2 vs dense", "dsgd-csgd-powersgd-mpi", "torch-ddp", 1.1),
-]
 COMPRESSED = {"dsgd-csgd-fp16-mpi": ["--compress", "fp16"], "dsgd-csgd-powersgd-mpi": ["--compress", "powersgd:rank=2"]}
 NOTES = [
     "step_s: seconds per training step, max over ranks per window of H steps, median over windows, / H",
@@ -113,8 +106,7 @@ def make_sides(args, world):
              "torch-ddp": PlainSide(ref, "ddp", args.local_steps),
              "torch-ddp-fp16": PlainSide(ref, "ddp", args.local_steps, hook="fp16")}
     sides = {}
-    for name in ("dsgd-local-mpi", "dsgd-local-torch", "torch-averager", "dsgd-csgd-mpi", "dsgd-csgd-torch",
-                 "torch-ddp", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi"):
+    for name in PEERS_SIDES:
         if name in runs:
             run = runs[name][0]
             sides[name] = (lambda t, run=run: run.train_step(t, None))
@@ -165,23 +157,11 @@ def run(args: argparse.Namespace) -> dict:
     times = measure(args, world, sides)
     for run_, tmp in runs.values():
         finish(run_, tmp)
-    n, column = world.Get_size(), {name: j for j, name in enumerate(sides)}
-    results = []
+    n, names = world.Get_size(), list(sides)
     steps_done = (args.warmup + args.repeats) * args.local_steps
-    for name, j in column.items():
-        s = float(np.median(times[:, j])) / args.local_steps
-        row = {"name": name, "step_s": s, "samples_per_s": n * args.batch_size / s}
-        if name in runs:  # what dsgd handed to the network per step and worker
-            row["bytes_per_step"] = float(runs[name][0].mixer.worker_bytes_sent.mean()) / steps_done
-        results.append(row)
-    comparisons = []
-    for what, mine, theirs, target in COMPARISONS:
-        # paired: each window's dsgd time over the same window's PyTorch time, run moments apart
-        paired = times[:, column[mine]] / times[:, column[theirs]]
-        ratio = float(np.median(paired))
-        comparisons.append({"what": what, "dsgd": mine, "baseline": theirs, "ratio": ratio,
-                            "ratio_quartiles": [float(q) for q in np.percentile(paired, [25, 75])],
-                            "target": target, "met": ratio <= target})
+    sent = {name: float(run_.mixer.worker_bytes_sent.mean()) for name, (run_, _) in runs.items()}
+    results = peers_results(names, times, n, args.batch_size, args.local_steps, sent, steps_done)
+    comparisons = peers_comparisons(names, times)
     return {"benchmark": "peers", "world_size": n, "device": "cpu", "backend": "gloo / MPI", "model": args.model,
             "norm": args.norm, "batch_size": args.batch_size, "local_steps": args.local_steps,
             "torch_threads": torch.get_num_threads(), "date": started, "load_average": load,

@@ -68,6 +68,22 @@ def read_window(out: Path, steps: int) -> dict:
     return {key: second[key] - first[key] for key in ("wall_s", "compute_s", "comm_s")}
 
 
+def jobs(ranks: list[int], algorithms: list[str]) -> list[tuple[str, int]]:
+    """(algorithm, ranks) in the order they run: the algorithms alternate at each size, so both see
+    about the same load from other processes."""
+    return [(algorithm, n) for n in ranks for algorithm in algorithms]
+
+
+def window_row(args, algorithm: str, ranks: int, w: dict, load: float) -> dict:
+    """One job's result from its second-epoch window w (read_window) and the load as it started."""
+    return {"algorithm": algorithm, "topology": topology_for(algorithm, args.topology, ranks), "ranks": ranks,
+            "samples_per_s": args.steps * args.batch_size * ranks / w["wall_s"],
+            "step_samples_per_s": args.steps * args.batch_size * ranks / (w["compute_s"] + w["comm_s"]),
+            "window_s": w["wall_s"],
+            "compute_s": w["compute_s"], "comm_s": w["comm_s"],
+            "other_s": w["wall_s"] - w["compute_s"] - w["comm_s"], "load_average_before": load}
+
+
 def measure(args, algorithm: str, ranks: int, root: Path) -> dict:
     out = root / f"{algorithm}-{ranks}"
     load = load_average()
@@ -75,13 +91,7 @@ def measure(args, algorithm: str, ranks: int, root: Path) -> dict:
     if res.returncode != 0:
         raise RuntimeError(f"{algorithm} on {ranks} ranks failed with status {res.returncode}:\n"
                            f"{(res.stdout or '')[-3000:]}")
-    w = read_window(out, args.steps)
-    return {"algorithm": algorithm, "topology": topology_for(algorithm, args.topology, ranks), "ranks": ranks,
-            "samples_per_s": args.steps * args.batch_size * ranks / w["wall_s"],
-            "step_samples_per_s": args.steps * args.batch_size * ranks / (w["compute_s"] + w["comm_s"]),
-            "window_s": w["wall_s"],
-            "compute_s": w["compute_s"], "comm_s": w["comm_s"],
-            "other_s": w["wall_s"] - w["compute_s"] - w["comm_s"], "load_average_before": load}
+    return window_row(args, algorithm, ranks, read_window(out, args.steps), load)
 
 
 def add_efficiency(results: list[dict]) -> None:
@@ -117,8 +127,7 @@ def run(args: argparse.Namespace) -> dict:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="dsgd-scaling-") as tmp:
         root = Path(args.out or tmp)
-        # algorithms alternate at each size, so both see about the same load from other processes
-        results = [measure(args, algorithm, n, root) for n in args.ranks for algorithm in args.algorithms]
+        results = [measure(args, algorithm, n, root) for algorithm, n in jobs(args.ranks, args.algorithms)]
     add_efficiency(results)
     notes = list(NOTES)
     if max(args.ranks) > cores:

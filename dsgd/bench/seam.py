@@ -32,6 +32,7 @@ from dsgd.comm.base import CommStats
 from dsgd.comm.plan import make_plan
 
 from .common import load_average, median, now, positive
+from .reports import seam_growth, seam_per_worker
 
 DEFAULT_WORKERS = (64, 1024, 4096)
 DEFAULT_TOPOLOGIES = ("ring", "one-peer-exponential")
@@ -152,24 +153,10 @@ def main(argv=None) -> int:
                 row.update(planning(topo, n, args.plan_ranks, args.repeats))
                 row.update(numpy_mixing(topo, n, args.numel, args.repeats, args.dense_limit))
             row["mixer_s"] = mixing(world, comm, topo, n, args.numel, args.warmup, args.repeats)
-            K = n // world.Get_size()
-            row["mixer_per_worker_us"] = row["mixer_s"] / K * 1e6
-            for key in ("numpy_sparse_s", "numpy_dense_s"):
-                if key in row:
-                    row[key[:-2] + "_per_worker_us"] = row[key] / n * 1e6
+            seam_per_worker(row, world.Get_size())
             report["results"].append(row)
     if rank0:
-        by = {}
-        for r in report["results"]:
-            by.setdefault(r["topology"], []).append(r)
-        report["growth"] = {spec: {
-            "n": [rows[0]["n"], rows[-1]["n"]],
-            "cached_step_s": rows[-1]["cached_step_s"] / rows[0]["cached_step_s"],
-            "cached_dense_s": rows[-1]["cached_dense_s"] / rows[0]["cached_dense_s"],
-            "cold_step_per_worker": (rows[-1]["cold_step_s"] / rows[-1]["workers_per_rank"])
-            / (rows[0]["cold_step_s"] / rows[0]["workers_per_rank"]),
-            "mixer_per_worker": rows[-1]["mixer_per_worker_us"] / rows[0]["mixer_per_worker_us"],
-        } for spec, rows in by.items()}
+        report["growth"] = seam_growth(report["results"])
         print(json.dumps(report) if args.json else json.dumps(report, indent=1), flush=True)
     return 0
 

@@ -78,6 +78,27 @@ def prime(model, args, device, dataset) -> None:
             pass
 
 
+def within_budget(repeats: int, budget_s: float, per_rep: float) -> int:
+    """--repeats, or fewer (at least 3) when a repetition of every mode (per_rep seconds, the fastest
+    warmup step) would take the timed part past budget_s; unknown per_rep (no warmup): --repeats."""
+    return repeats if per_rep <= 0 else min(repeats, max(3, int(budget_s / per_rep)))
+
+
+def mode_result(K: int, mode: str, step_s: list[float], batch_size: int, peak_mem_mb: float, repeats: int) -> dict:
+    """One (K, mode) result from its timed steps: median step time, and the K workers' samples per second."""
+    s = median(step_s)
+    return {"K": K, "mode": mode, "samples_per_s": K * batch_size / s, "step_s": s,
+            "peak_mem_mb": peak_mem_mb, "repeats": repeats}
+
+
+def compare_modes(results: list[dict]) -> tuple[str | None, float | None]:
+    """(the faster mode, serial / vectorized step time) among one K's results; None where a mode is missing."""
+    by_mode = {r["mode"]: r["step_s"] for r in results}
+    fastest = min(by_mode, key=by_mode.get) if by_mode else None
+    speedup = by_mode["serial"] / by_mode["vectorized"] if len(by_mode) == 2 else None  # > 1: vectorized faster
+    return fastest, speedup
+
+
 def measure(model, K: int, args, device, dataset) -> tuple[list[dict], list[dict]]:
     """Results for both modes at one K, and the modes that could not be built."""
     batches = draw_batches(dataset, K, args.batch_size, device)
@@ -97,17 +118,12 @@ def measure(model, K: int, args, device, dataset) -> tuple[list[dict], list[dict
         peak[mode] = memory.read_mb()
         sets[mode], warm_s[mode] = ws, (min(times) if times else 0.0)
     # a repetition runs every mode once; keep the timed part within the budget
-    per_rep = sum(warm_s.values())
-    repeats = args.repeats if per_rep <= 0 else min(args.repeats, max(3, int(args.budget_s / per_rep)))
+    repeats = within_budget(args.repeats, args.budget_s, sum(warm_s.values()))
     step_s = {mode: [] for mode in sets}
     for r in range(repeats):
         for mode, ws in sets.items():
             step_s[mode].append(timed(lambda: train_step(ws, batches[(args.warmup + r) % DISTINCT_STEPS]), device))
-    results = []
-    for mode in sets:
-        s = median(step_s[mode])
-        results.append({"K": K, "mode": mode, "samples_per_s": K * args.batch_size / s, "step_s": s,
-                        "peak_mem_mb": peak[mode], "repeats": repeats})
+    results = [mode_result(K, mode, step_s[mode], args.batch_size, peak[mode], repeats) for mode in sets]
     return results, skipped
 
 
@@ -151,11 +167,11 @@ def run(args: argparse.Namespace) -> dict:
         report["results"] += results
         report["skipped"] += skipped
         report["auto_choice"][str(K)] = "vectorized" if choose("auto", device, K) else "serial"
-        by_mode = {r["mode"]: r["step_s"] for r in results}
-        if by_mode:
-            report["fastest"][str(K)] = min(by_mode, key=by_mode.get)
-        if len(by_mode) == 2:  # > 1: vectorized is faster
-            report["speedup"][str(K)] = by_mode["serial"] / by_mode["vectorized"]
+        fastest, speedup = compare_modes(results)
+        if fastest is not None:
+            report["fastest"][str(K)] = fastest
+        if speedup is not None:
+            report["speedup"][str(K)] = speedup
     return report
 
 

@@ -163,7 +163,14 @@ def demo_printed_what_ran(tmp: Path, output: str) -> None:
 def cost_calibrated(tmp: Path, output: str) -> None:
     report = json.loads(output[output.index("{"):])
     assert {p["numel"] for p in report["points"]} == {16384, 65536}, report["points"]
-    assert report["fits"]["sparse"]["dsgd_s"]["beta_bytes_per_s"] and (tmp / "mix.json").exists()
+    assert (tmp / "mix.json").exists()
+    # two small sizes on a shared machine: a fit is a bandwidth > 0, or (when load hid the transfer time)
+    # no bandwidth and the reason, never a negative one (tests/unit/test_cost_model.py has both on recordings)
+    for kind in ("sparse", "average"):
+        for side in ("dsgd_s", "raw_s"):
+            f = report["fits"][kind][side]
+            assert (f["beta_bytes_per_s"] > 0 and "unfit" not in f) or (f["beta_bytes_per_s"] is None and
+                                                                         f["unfit"].startswith("the times did not grow")), f
 
 
 def cost_papers(tmp: Path, output: str) -> None:
@@ -232,7 +239,7 @@ COMMANDS = {
     "launch/dsgd-mpirun -np 4 --oversubscribe -- python -m dsgd.train --algorithm dsgd --topology ring --dataset "
     "fashion-mnist --model cnn --epochs 1 --steps-per-epoch 20 --batch-size 32 --lr 0.05 --out runs/ring4":
         Run("launch-one-machine", extra=SHORT, check=trained),
-    "mpirun --allow-run-as-root -np 4 --map-by slot:OVERSUBSCRIBE --bind-to none --mca mpi_yield_when_idle 1 "
+    "mpirun --allow-run-as-root -np 4 --map-by slot:OVERSUBSCRIBE --bind-to none --mca mpi_yield_when_idle 1 --mca btl ^ofi "
     "-x OMP_NUM_THREADS=1 -x MKL_NUM_THREADS=1 -x PATH python -m mpi4py -m dsgd.train --algorithm dsgd "
     "--topology ring --dataset fashion-mnist --model cnn --epochs 1 --steps-per-epoch 20 --batch-size 32 --lr 0.05 "
     "--out runs/ring4": DryRunOf(

@@ -201,3 +201,51 @@ def test_cli_predict_prints_every_algorithm_with_its_speedup(capsys):
     speedup = {r["algorithm"]: r["speedup_vs_allreduce"] for r in report["results"]}
     csgd = report["results"][0]["step_s"]
     assert speedup["csgd"] == 1 and speedup["identity"] == pytest.approx(csgd / report["compute_s"])
+
+
+def mix_report(times: dict) -> dict:
+    """A `dsgd.bench mix --json` report on 4 ranks: times[(topology, numel)] = (dsgd_s, raw_s)."""
+    results = []
+    for (topology, numel), (dsgd_s, raw_s) in times.items():
+        kind = "average" if topology == "complete" else "sparse"
+        sent = 4 * numel * (1 if kind == "average" else 2)
+        results.append({"topology": topology, "kind": kind, "numel": numel, "dsgd_s": dsgd_s, "raw_s": raw_s,
+                        "bytes_sent_per_rank": sent})
+    return {"world_size": 4, "date": "2026-12-02", "load_average": 9.5, "results": results}
+
+
+def calibrate(tmp_path, capsys, times) -> tuple:
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(mix_report(times)))
+    assert cli.main(["calibrate", "--input", str(path)]) == 0
+    out = capsys.readouterr()
+    return json.loads(out.out), out.err
+
+
+def test_calibrate_fits_the_bandwidth_of_recorded_gossip_and_allreduce_times(tmp_path, capsys):
+    # gossip: 20 us + bytes sent / 1 GB/s; allreduce on 4 ranks: 6 alpha + 1.5 M / beta with alpha 5 us, beta 2 GB/s
+    gossip = lambda n: 20e-6 + 8 * n / 1e9
+    allreduce = lambda n: 6 * 5e-6 + 1.5 * 4 * n / 2e9
+    report, err = calibrate(tmp_path, capsys, {**{("ring", n): (gossip(n), gossip(n)) for n in (16384, 65536)},
+                                                **{("complete", n): (allreduce(n), allreduce(n)) for n in (16384, 65536)}})
+    assert err == ""
+    assert report["fits"]["sparse"]["dsgd_s"]["beta_bytes_per_s"] == pytest.approx(1e9)
+    assert report["fits"]["sparse"]["dsgd_s"]["alpha_s"] == pytest.approx(20e-6)
+    assert report["fits"]["average"]["raw_s"]["beta_bytes_per_s"] == pytest.approx(2e9)
+    assert report["fits"]["average"]["raw_s"]["alpha_s"] == pytest.approx(5e-6)
+    assert len(report["cross_check"]) == 2
+
+
+def test_calibrate_on_times_that_noise_made_shrink_reports_no_bandwidth_and_why(tmp_path, capsys):
+    """A loaded machine measured the larger gossip size faster: the slope is negative, and no
+    bandwidth (least of all a negative one) is claimed; the allreduce fit still stands."""
+    allreduce = lambda n: 6 * 5e-6 + 1.5 * 4 * n / 2e9
+    report, err = calibrate(tmp_path, capsys, {("ring", 16384): (9e-4, 9e-4), ("ring", 65536): (7e-4, 8e-4),
+                                                **{("complete", n): (allreduce(n), allreduce(n)) for n in (16384, 65536)}})
+    sparse = report["fits"]["sparse"]
+    for side in ("dsgd_s", "raw_s"):
+        assert sparse[side]["beta_bytes_per_s"] is None and sparse[side]["alpha_s"] is None
+        assert sparse[side]["unfit"].startswith("the times did not grow with the bytes")
+    assert report["cross_check"] == []  # it is priced with the gossip link
+    assert report["fits"]["average"]["raw_s"]["beta_bytes_per_s"] == pytest.approx(2e9)
+    assert err.count("warning: no link fitted for sparse") == 2

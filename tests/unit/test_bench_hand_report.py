@@ -1,0 +1,62 @@
+"""What `python -m dsgd.bench hand` reports, computed from a recorded 3-rank run (tests/data/bench/hand.json):
+the result rows and the profile's shares. That the hand-written step computes what dsgd's computes
+needs real ranks: tests/mpi/test_bench_scale.py."""
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsgd.bench.reports import hand_row, profile_shares
+
+RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "bench" / "hand.json").read_text())
+ROW_KEYS = {"topology", "kind", "numel", "dsgd_s", "hand_s", "exchange_s", "hand_ratio", "exchange_ratio",
+            "max_rel_diff", "repeats"}
+
+
+@pytest.mark.parametrize("topology, dsgd_s, hand_s, exchange_s", [
+    # the median (middle) of the three recorded repetitions, column by column
+    ("ring", 0.0003018, 0.0001511, 0.0001524),
+    ("one-peer-exponential", 0.0004396, 0.0002064, 0.0001907),
+    ("complete", 0.000275, 0.0001442, 0.0001462),
+])
+def test_a_row_holds_median_times_and_dsgd_over_each_baseline(topology, dsgd_s, hand_s, exchange_s):
+    r = next(r for r in RECORDED["rows"] if r["topology"] == topology)
+    row = hand_row(topology, r["kind"], r["numel"], np.array(r["times"]), r["max_rel_diff"], r["repeats"])
+    assert set(row) == ROW_KEYS
+    assert (row["topology"], row["kind"], row["numel"], row["repeats"]) == (topology, r["kind"], 1000, 3)
+    assert (row["dsgd_s"], row["hand_s"], row["exchange_s"]) == (dsgd_s, hand_s, exchange_s)
+    assert row["hand_ratio"] == dsgd_s / hand_s
+    assert row["exchange_ratio"] == dsgd_s / exchange_s
+    assert row["max_rel_diff"] == 0.0
+
+
+def recorded_stats(order_seed: int) -> dict:
+    """pstats' {(path, line, function): (calls, primitive calls, own s, cumulative s, callers)}, shuffled."""
+    entries = [(tuple(key), (*values, {})) for key, values in RECORDED["profile_stats"]]
+    random.Random(order_seed).shuffle(entries)
+    return dict(entries)
+
+
+def test_profile_lists_the_top_functions_by_own_time_with_their_share_of_the_total():
+    shares = profile_shares(recorded_stats(1), 8)
+    total = (0.002021 + 0.0001074 + 0.0001037 + 8.896e-05 + 8.217e-05 + 7.271e-05 + 6.852e-05 + 6.092e-05
+             + 5.567e-05 + 4.644e-05)  # all ten entries, the two left out included
+    assert [name for name, _ in shares] == ["mpi.py:58(wait)", "mpi.py:185(iexchange)",
+                                           "~:0(<built-in method torch.mul>)", "mixer.py:320(_combine)",
+                                           "mixer.py:303(_start_sparse)", "mixer.py:58(_wait_sparse)",
+                                           "mixer.py:154(start)", "mixer.py:266(_chunks)"]
+    assert [share for _, share in shares] == pytest.approx(
+        [own / total for own in (0.002021, 0.0001074, 0.0001037, 8.896e-05, 8.217e-05, 7.271e-05, 6.852e-05,
+                                 6.092e-05)], rel=1e-12)
+    assert sum(share for _, share in shares) == pytest.approx(1 - (5.567e-05 + 4.644e-05) / total, rel=1e-12)
+
+
+def test_profile_order_does_not_depend_on_the_order_pstats_lists_functions():
+    assert profile_shares(recorded_stats(1), 8) == profile_shares(recorded_stats(2), 8)
+
+
+def test_a_profile_with_no_measurable_time_reports_zero_shares():
+    stats = {("a.py", 1, "f"): (1, 1, 0.0, 0.0, {}), ("b.py", 2, "g"): (1, 1, 0.0, 0.0, {})}
+    assert profile_shares(stats, 8) == [["b.py:2(g)", 0.0], ["a.py:1(f)", 0.0]]
