@@ -17,7 +17,10 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m dsgd.demo $(DEMO_ARGS)
 
-PYTEST := $(PY) -m pytest -q -x --timeout=600 -p no:cacheprovider
+# Test files run on TEST_WORKERS processes side by side (a file's tests stay together, so its
+# module fixtures run once); the ranks a test starts wait in MPI often enough to share the cores.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -x --timeout=600 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Both print their wall time last (a failing run too), so a slow change shows at once.
 test: install

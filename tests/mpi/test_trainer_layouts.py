@@ -50,7 +50,12 @@ def test_four_ranks_of_one_worker_end_where_one_process_of_four_does(tmp_path, i
         assert log.count("no CUDA device visible") == 1, log[-2000:]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# one case per family of state that a 2 x 2 resume regroups (plain D-SGD's momentum is in the mixed-momentum
+# case, D^2's state is exact diffusion's, CHOCO with sign keeps what CHOCO with qsgd keeps)
+REGROUPED = [name for name in CASES if name not in ("dsgd", "d2", "choco-sign")]
+
+
+@pytest.mark.parametrize("name", REGROUPED)
 def test_two_ranks_of_two_workers_resume_the_one_process_run_exactly(tmp_path, in_process, name):
     """Several ranks and several workers per rank in one checkpoint, written after a resume that
     changed the layout (1 x 4 -> 2 x 2)."""
