@@ -183,14 +183,15 @@ class RunConfig:
     log_every: int = opt(20, "progress line every this many steps (rank 0)", check=at_least(1))
     checkpoint_every: int = opt(0, "also checkpoint every this many steps (0: only at start, lr decays and end)",
                                 check=at_least(0))
-    keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays (0: all)",
+    keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays and the previous "
+                                "complete one, the fallback of a damaged newest (0: all)",
                                 check=at_least(0))
     threads: int = opt(0, "torch threads per process (0: leave as is)", check=at_least(0))
     resize: bool = opt(False, "on --resume, continue with another number of workers than the checkpoint's: "
                        "workers that remain keep their state, new ones start from the average model; not "
                        "bit-exact (another split of the same workers needs no flag and is exact)")
-    comm_timeout: float = opt(0.0, "fail a neighbour exchange that takes longer than this many seconds, naming "
-                              "the rank waited on (0: wait forever); with --backend torch, the timeout of every "
+    comm_timeout: float = opt(0.0, "fail an exchange or collective that takes longer than this many seconds, naming "
+                              "the ranks that stopped answering (0: wait forever); with --backend torch, the timeout of every "
                               "torch.distributed operation, setup and checkpoint barriers included (0: 300 s)",
                               check=at_least(0))
 
@@ -361,13 +362,22 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
 
 
 def _auto_resume(ns) -> str | None:
-    """--resume auto: the run directory (--out, else the recipe's, else the default) if it holds a
-    checkpoint manifest; None (start fresh) otherwise."""
+    """--resume auto: the run directory (--out, else the recipe's, else the default) if it holds any
+    trace of a checkpoint; None (start fresh) otherwise."""
     out = ns.out
     if out is None and ns.config:
         out = load_recipe(ns.config).get("out")
     out = Path(out or RunConfig.out)
-    return str(out) if (out / "checkpoints" / "latest.json").is_file() else None
+    return str(out) if _holds_checkpoint(out) else None
+
+
+def _holds_checkpoint(out: Path) -> bool:
+    """latest.json, a step folder's manifest, or a rank file. Such a run is resumed, or refused with a
+    reason when none of its checkpoints is whole; a fresh start would replace it, so a lost or damaged
+    latest.json must not look like a directory without checkpoints."""
+    ck = out / "checkpoints"
+    return ((ck / "latest.json").is_file() or any(ck.glob("step-*/manifest.json"))
+            or any(ck.glob("step-*/rank*.pt")))
 
 
 def _saved_config(resume: str) -> Config:
@@ -376,10 +386,8 @@ def _saved_config(resume: str) -> Config:
         run_dir, _, _ = find(resume)
     except CheckpointError as e:
         raise ConfigError(str(e)) from None
-    saved = Path(run_dir) / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"{run_dir} has no config.yaml to resume with")
-    cfg = from_dict(yaml.safe_load(saved.read_text()) or {})
+    from dsgd.train.rundir import read_settings  # missing, empty or damaged: one line, never the defaults
+    cfg = from_dict(read_settings(Path(run_dir)))
     cfg.run.out = str(run_dir)
     cfg.run.overwrite = False  # what started the run, not a setting it continues with
     return cfg

@@ -33,7 +33,21 @@ def mpi_is_cuda_aware() -> bool:
 
 
 class CommTimeout(RuntimeError):
-    """A communication step did not complete in time."""
+    """A communication step did not complete in time. `silent`: the ranks a roll call found not
+    answering (None when no roll call was made)."""
+
+    def __init__(self, message: str, silent: list | None = None):
+        super().__init__(message)
+        self.silent = silent
+
+
+ROLL_CALL_TAG = 32001  # MPI guarantees tags up to 32767; the exchanges use small ones
+
+
+def roll_call_grace_s(timeout: float) -> float:
+    """How long a roll call waits for answers: the healthy ranks reach it at most about one step
+    apart (each times out on its own clock), so a few seconds; never longer than the timeout."""
+    return min(timeout, 3.0)
 
 
 def comm_timeout_s() -> float:
@@ -51,9 +65,10 @@ class _Requests:
     `staged` are the host buffers this step owns, handed back to the pool when it finishes.
     """
 
-    def __init__(self, reqs, keep, after=(), peers=(), rank=0, staged=(), pool=None):
+    def __init__(self, reqs, keep, after=(), peers=(), rank=0, staged=(), pool=None, roll_call=None):
         self.reqs, self.keep, self.after, self.peers, self.rank = reqs, keep, after, peers, rank
         self.staged, self.pool = list(staged), pool
+        self.roll_call = roll_call  # after a timeout: (timeout) -> the ranks that did not answer
 
     def wait(self) -> None:
         from mpi4py import MPI
@@ -76,7 +91,11 @@ class _Requests:
         while not MPI.Request.Testall(self.reqs):
             if time.monotonic() > deadline:
                 pending = [p for r, p in zip(self.reqs, self.peers) if not r.Test()]
-                raise CommTimeout(f"rank {self.rank} waited more than {timeout:g}s on: {', '.join(pending)}")
+                message = f"rank {self.rank} waited more than {timeout:g}s on: {', '.join(pending)}"
+                silent = self.roll_call(timeout) if self.roll_call is not None else None
+                if silent:
+                    message += f"; rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} did not answer"
+                raise CommTimeout(message, silent)
             time.sleep(nap)
             nap = min(2 * nap, 1e-3)
 
@@ -180,7 +199,8 @@ class MPICommunicator:
             self.comm.Allreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
             return _Requests([], None, after, staged=staged, pool=self.staging)
         req = self.comm.Iallreduce(self.MPI.IN_PLACE, self._mpi_buf(host), op=self.MPI.SUM)
-        return _Requests([req], host, after, ["allreduce over all ranks"], self.rank, staged, self.staging)
+        return _Requests([req], host, after, ["allreduce over all ranks"], self.rank, staged, self.staging,
+                         roll_call=self.silent_ranks)
 
     def iexchange(self, sends: Sequence[tuple[int, torch.Tensor]],
                   recvs: Sequence[tuple[int, torch.Tensor]], tag: int = 0):
@@ -215,36 +235,87 @@ class MPICommunicator:
             peers.append(f"send to rank {peer}")
             self.stats.bytes_sent += t.numel() * t.element_size()
             self.stats.messages += 1
-        return _Requests(reqs, keep, after, peers, self.rank, staged, self.staging)
+        # the roll call after a timeout: every healthy rank takes part, whatever it was waiting on
+        return _Requests(reqs, keep, after, peers, self.rank, staged, self.staging, roll_call=self.silent_ranks)
+
+    # Every collective below is blocking without --comm-timeout, and with it a non-blocking one
+    # waited on against the deadline: a stalled rank then ends the job instead of hanging it.
+    def _timed(self, start, what: str, keep=None) -> None:
+        """Wait for the request START() posts; with a timeout, poll it and on expiry name the ranks
+        that stopped answering."""
+        _Requests([start()], keep, peers=[what], rank=self.rank, roll_call=self.silent_ranks).wait()
+
+    def silent_ranks(self, timeout: float) -> list[int]:
+        """After a wait timed out here: every rank that also timed out answers a roll call (one
+        int to every other rank); the ranks not heard from within a few seconds are the ones that
+        stopped, the ones to name."""
+        import numpy as np
+        grace = roll_call_grace_s(timeout)
+        others = [r for r in range(self.size) if r != self.rank]
+        mine = np.array([self.rank], dtype=np.int64)
+        answers = {r: np.zeros(1, dtype=np.int64) for r in others}
+        recvs = {r: self.comm.Irecv(answers[r], source=r, tag=ROLL_CALL_TAG) for r in others}
+        sends = [self.comm.Isend(mine, dest=r, tag=ROLL_CALL_TAG) for r in others]
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not all(req.Test() for req in recvs.values()):
+            time.sleep(1e-3)
+        del sends  # eager one-int messages; the job is about to end either way
+        return [r for r, req in recvs.items() if not req.Test()]
 
     def allreduce_floats(self, values: Sequence[float]) -> list[float]:
         import numpy as np
         a = np.asarray(values, dtype=np.float64)
-        self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
+        if comm_timeout_s() > 0:
+            self._timed(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM),
+                        "a sum over all ranks (metrics)")
+        else:
+            self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
         return a.tolist()
 
     def allreduce_max(self, value: float) -> float:
         import numpy as np
         a = np.array([value], dtype=np.float64)  # a buffer, not a pickled object: one small message
-        self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.MAX)
+        if comm_timeout_s() > 0:
+            self._timed(lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, a, op=self.MPI.MAX),
+                        "the per-step agreement over all ranks")
+        else:
+            self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.MAX)
         return float(a[0])
 
     def allgather_object(self, obj):
-        return self.comm.allgather(obj)
+        if comm_timeout_s() <= 0:
+            return self.comm.allgather(obj)
+        import pickle
+        import numpy as np
+        data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+        length, lengths = np.array([data.size], dtype=np.int64), np.zeros(self.size, dtype=np.int64)
+        self._timed(lambda: self.comm.Iallgather(length, lengths), "an exchange of settings over all ranks")
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        everything = np.empty(int(lengths.sum()), dtype=np.uint8)
+        spec = [everything, (lengths.tolist(), offsets.tolist()), self.MPI.BYTE]
+        self._timed(lambda: self.comm.Iallgatherv([data, self.MPI.BYTE], spec),
+                    "an exchange of settings over all ranks", keep=data)
+        return [pickle.loads(everything[o:o + n].tobytes()) for o, n in zip(offsets, lengths)]
 
     def allgather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Every rank's (K, P) rows stacked in rank order, (size * K, P); through host memory."""
         import numpy as np
         send = rows.detach().contiguous().cpu().numpy()
         recv = np.empty((self.size * send.shape[0],) + send.shape[1:], dtype=send.dtype)
-        self.comm.Allgather(send, recv)
+        if comm_timeout_s() > 0:
+            self._timed(lambda: self.comm.Iallgather(send, recv), "compressed payloads from all ranks", keep=send)
+        else:
+            self.comm.Allgather(send, recv)
         self.stats.bytes_sent += send.nbytes
         self.stats.bytes_recv += recv.nbytes - send.nbytes
         self.stats.messages += 1
         return torch.from_numpy(recv).to(rows.device)
 
     def barrier(self) -> None:
-        self.comm.Barrier()
+        if comm_timeout_s() > 0:
+            self._timed(self.comm.Ibarrier, "a barrier over all ranks (checkpoint)")
+        else:
+            self.comm.Barrier()
 
     def split(self, color: int, key: int) -> "MPICommunicator":
         """The ranks of my color, ordered by key, as a communicator of their own (collective); its

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dsgd.config import ConfigError, parse
 from dsgd.local_rank import global_rank
+from dsgd.train.preempt import SIGNALS as STOP_SIGNALS
 from dsgd.train.preempt import STOPPED, Preempted, StopSignal
 
 # Everything that needs torch is imported once the settings are parsed: `--help` and a bad flag
@@ -66,17 +67,43 @@ def agree_on_errors(comm, error: str | None) -> str | None:
 
 
 def claim_run_dir(comm, cfg, ns):
-    """Rank 0 decides whether this run may write to --out (moving a run it replaces aside) while the
-    other ranks wait, before any rank writes there; its decision is every rank's. (claim, error)."""
-    from dsgd.train.rundir import Claim
+    """Rank 0 locks --out for the whole job, puts back a run that a start killed outright had set
+    aside, and only then decides whether this run may write there (moving a run it replaces aside),
+    while the other ranks wait, before any rank writes there; its decision is every rank's.
+    (claim, error)."""
+    from dsgd.train.rundir import uninterrupted
     claim, error = None, None
     try:
-        if comm.rank == 0:
-            claim = Claim(Path(cfg.run.out), cfg.run.overwrite, ns.saved["run"]["out"] if ns.saved else None,
-                          ns.auto_fresh)
-    except (ConfigError, OSError) as e:
-        error = str(e)
-    return claim, comm.allgather_object(error)[0]
+        try:
+            if comm.rank == 0:
+                with uninterrupted():  # a stop signal is raised once `claim` can be rolled back
+                    claim = _claim_locked(cfg, ns)
+        except (ConfigError, OSError) as e:
+            error = str(e)
+        return claim, comm.allgather_object(error)[0]
+    except BaseException as e:  # stopped while claiming, or while the others learn the decision
+        if claim is not None and claim.replaced:
+            claim.rollback()
+            e.put_back_in = claim.out
+        raise
+
+
+def _claim_locked(cfg, ns):
+    """Rank 0's part of claim_run_dir. The lock is held until the command ends (`main`)."""
+    from dsgd.config import _auto_resume
+    from dsgd.train import rundir
+    out = Path(cfg.run.out)
+    lock = rundir.RunDirLock(out).acquire()
+    for note in (lock.warning and f"warning: {lock.warning}", rundir.recover(out)):
+        if note:
+            print(f"dsgd.train: {note}", file=sys.stderr, flush=True)
+    if ns.auto_fresh and _auto_resume(ns):  # parse's decision, made again now that no other job can change --out
+        raise rundir.RunDirError(f"{out} holds a checkpoint now that it did not hold when this job read its "
+                                 f"settings (another job ended there, or a run was put back): start the job again, "
+                                 f"and --resume auto continues that run")
+    if ns.saved:
+        rundir.read_settings(Path(ns.saved["run"]["out"]))  # an emptied config.yaml: not a run on defaults
+    return rundir.Claim(out, cfg.run.overwrite, ns.saved["run"]["out"] if ns.saved else None, ns.auto_fresh)
 
 
 def fill_group_size(comm, cfg) -> str | None:
@@ -101,14 +128,16 @@ def fill_group_size(comm, cfg) -> str | None:
 
 def setup(cfg, ns, comm=None):
     """Device, communicator and run, with every setup error agreed across ranks. COMM: a communicator
-    to run on instead of --backend's (a whole run inside one process: `SelfCommunicator`)."""
+    to run on instead of --backend's (a whole run inside one process: `SelfCommunicator`).
+
+    A run that --overwrite true replaces is deleted only once this one has started: until then any
+    error, Ctrl-C or stop signal puts it back."""
     import torch
     from dsgd.comm import Mixer, make_communicator
-    from dsgd.data.errors import DatasetError
     from dsgd.device import DeviceError, check_gpu_sharing, device_identity, pick_device
     from dsgd.train import rundir
-    from dsgd.train.checkpoint import CheckpointError, find
-    error, run = None, None
+    in_process = comm is not None
+    error = None
     try:
         device = pick_device(cfg.run.device)
     except DeviceError as e:
@@ -117,7 +146,6 @@ def setup(cfg, ns, comm=None):
         comm = make_communicator(cfg.run.backend, device)
     mixer = Mixer(comm, cfg.run.workers_per_rank)
     identities = comm.allgather_object(device_identity(device))
-    out = Path(cfg.run.out)
     try:
         if error is None:
             check_gpu_sharing(identities, cfg.run.share_gpus)
@@ -129,9 +157,34 @@ def setup(cfg, ns, comm=None):
     error = agree_on_errors(comm, fill_group_size(comm, cfg))
     if error:
         return comm, None, error
-    claim, error = claim_run_dir(comm, cfg, ns)
-    if error:
-        return comm, None, error
+    claim = None
+    with rundir.interruptible_start(STOP_SIGNALS):
+        try:
+            claim, error = claim_run_dir(comm, cfg, ns)
+            if error:
+                return comm, None, error
+            run, error = start_run(cfg, ns, comm, mixer, device)
+            if claim is not None:
+                claim.rollback() if error else claim.commit()
+        except BaseException as e:  # a later signal is ignored: the old run goes back whole
+            if claim is not None and claim.replaced:
+                claim.rollback()
+                e.put_back_in = claim.out
+            if isinstance(e, KeyboardInterrupt):
+                stopped_while_starting(comm.rank, e, in_process or comm.size == 1)
+            raise
+    if claim is not None and claim.note:
+        print(f"dsgd.train: {claim.note}", file=sys.stderr, flush=True)
+    return comm, run, error
+
+
+def start_run(cfg, ns, comm, mixer, device):
+    """Build the run in --out (restored from --resume's checkpoint); (run, the error every rank agrees on)."""
+    from dsgd.data.errors import DatasetError
+    from dsgd.device import DeviceError
+    from dsgd.train import rundir
+    from dsgd.train.checkpoint import CheckpointError, find
+    out, run, error = Path(cfg.run.out), None, None
     try:
         out.mkdir(parents=True, exist_ok=True)
         from dsgd.train.loop import Run
@@ -148,12 +201,24 @@ def setup(cfg, ns, comm=None):
                                                cfg.run.workers_per_rank, str(ckpt_dir))
     except (ConfigError, DatasetError, CheckpointError, DeviceError, OSError) as e:
         error = str(e)
-    error = agree_on_errors(comm, error)
-    if claim is not None:  # a replaced run is deleted only once this one has started
-        claim.rollback() if error else claim.commit()
-        if claim.note:
-            print(f"dsgd.train: {claim.note}", file=sys.stderr, flush=True)
-    return comm, run, error
+    return run, agree_on_errors(comm, error)
+
+
+def stopped_while_starting(rank: int, interrupt: KeyboardInterrupt, alone: bool):
+    """A stop signal (or Ctrl-C) before the first step: nothing was trained and a run being replaced
+    is back in place (`put_back_in`, set where it was put back); rank 0 says so once and the job ends
+    as stopped, so that the same command (a requeued job) starts it again. ALONE: no other rank
+    waits on this one, so it ends with a plain exit."""
+    import signal
+    name = signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
+    put_back = getattr(interrupt, "put_back_in", None)
+    if rank == 0:
+        back = f": put back the earlier run in {put_back}" if put_back is not None else ""
+        print(f"dsgd.train: stopped by {name} while starting, before any training step{back}", file=sys.stderr,
+              flush=True)
+    else:
+        time.sleep(0.5)  # let rank 0 put the run back and print before this rank brings the job down
+    abort_job(STOPPED, alone)
 
 
 def _main(argv: list[str] | None, comm=None) -> int:
@@ -199,8 +264,11 @@ def _main(argv: list[str] | None, comm=None) -> int:
         run.log.rank_only(f"stopped: {e}")
         return fail(comm.rank, f"{e}; {last_checkpoint(out)}", RUN_ERROR)
     except CommTimeout as e:  # this rank alone knows: say so, then end the job
-        print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
         run.log.rank_only(f"stopped: {e}")
+        if speaks_for_the_timeout(comm.rank, comm.size, e.silent):
+            print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
+        else:
+            time.sleep(2.0)  # the rank that speaks ends the job; if it cannot, this one still will
         abort_job(RUN_ERROR, in_process)
     finally:
         run.stop.restore()
@@ -208,6 +276,15 @@ def _main(argv: list[str] | None, comm=None) -> int:
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)
     return 0
+
+
+def speaks_for_the_timeout(rank: int, size: int, silent: list | None) -> bool:
+    """After a timeout every answering rank knows who went silent (the roll call): the lowest of them
+    says it once for the job. Without a roll call (another backend), each rank says its own."""
+    if silent is None:
+        return True
+    answering = [r for r in range(size) if r not in silent]
+    return not answering or rank == answering[0]
 
 
 def _world_size() -> int:
@@ -230,6 +307,9 @@ def main(argv: list[str] | None = None, comm=None) -> int:
         traceback.print_exc()
         abort_job(INTERNAL_ERROR, comm is not None)
         return INTERNAL_ERROR
+    finally:  # the run directory is this command's until it ends, however it ends
+        from dsgd.train.rundir import release_held_locks
+        release_held_locks()
 
 
 if __name__ == "__main__":

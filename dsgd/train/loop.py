@@ -191,23 +191,28 @@ class Run:
                 "partition": c.data.partition}
 
     def save(self) -> None:
-        """Every rank writes its workers; rank 0 then names the checkpoint the latest."""
+        """Every rank writes its workers and hashes them as they are written; rank 0 then writes the
+        checkpoint's manifest with every rank's checksum and names it the latest."""
         w = self.workers
         self.stop_if_any_rank(not all(bool(torch.isfinite(b).all()) for b in w.params),
                               f"parameters are not finite at step {self.step} (not checkpointing them)")
         state = {name: part.state_dict() for name, part in self.components().items()}
         state.update(rng=ckpt.rng_state(), meta=self.meta())
-        ckpt.save_rank(self.out, self.step, self.comm.rank, state)
+        written = ckpt.save_rank(self.out, self.step, self.comm.rank, state)
         self.comm.barrier()
+        files = self.comm.allgather_object(written)
         if self.comm.rank == 0:
             ckpt.write_manifest(self.out, self.step, self.comm.size, self.meta(), self.cfg.run.keep_checkpoints,
-                                pinned={0, *self.lr.decay_points})
+                                pinned={0, *self.lr.decay_points}, files=files)
         self.comm.barrier()
 
     def restore(self, resume: str) -> None:
-        _, ckpt_dir, _ = ckpt.find(resume)
+        choice = ckpt.choose(resume)
+        ckpt_dir, manifest = choice.ckpt_dir, choice.manifest
+        if choice.note:
+            self.log.info(choice.note)
         # the chosen checkpoint's own settings (a run resumed in another layout saves later ones in that)
-        mine, theirs = self.meta(), ckpt.load_rank(ckpt_dir, 0, mmap=True)["meta"]
+        mine, theirs = self.meta(), ckpt.load_rank(ckpt_dir, 0, mmap=True, manifest=manifest)["meta"]
         theirs = {"partition": "iid", **theirs}  # checkpoints from before partitions existed
         for key in ("algorithm", "topology", "seed", "model", "dataset", "batch_size", "partition"):
             if theirs.get(key) != mine[key]:
@@ -224,11 +229,11 @@ class Run:
                 f"this run has {n} ({size} x {K}); give {same}--resize true to continue with {n} workers "
                 f"(not bit-exact)")
         if (old_ranks, old_K) == (size, K):
-            state = ckpt.load_rank(ckpt_dir, self.comm.rank)
+            state = ckpt.load_rank(ckpt_dir, self.comm.rank, manifest=manifest)
             for name, part in self.components().items():
                 part.load_state_dict(state[name])
         else:
-            state = self._regroup(ckpt_dir, old_ranks, old_K, resized)
+            state = self._regroup(ckpt_dir, manifest, old_ranks, old_K, resized)
         ckpt.restore_rng(state["rng"])
         self.step = int(state["step"])
         if self.comm.rank == 0:
@@ -243,11 +248,11 @@ class Run:
                                 "workers_after": n})
         self.cfg.run.resize = False  # it applies to this resume; config.yaml must not carry it to the next
 
-    def _regroup(self, ckpt_dir: Path, old_ranks: int, old_K: int, resized: bool) -> dict:
+    def _regroup(self, ckpt_dir: Path, manifest: dict, old_ranks: int, old_K: int, resized: bool) -> dict:
         """Load another layout's checkpoint: this rank's workers' rows from whichever old files hold
         them (mapped, so only those rows are read). Returns the old file whose RNG state and step
         this rank continues with."""
-        old = [ckpt.load_rank(ckpt_dir, r, mmap=True) for r in range(old_ranks)]
+        old = [ckpt.load_rank(ckpt_dir, r, mmap=True, manifest=manifest) for r in range(old_ranks)]
         first, K = self.comm.rank * self.cfg.run.workers_per_rank, self.cfg.run.workers_per_rank
         for name, part in self.components().items():
             if name == "rule" and resized:

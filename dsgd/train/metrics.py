@@ -1,4 +1,8 @@
-"""Where a run reports: metrics.jsonl and TensorBoard (rank 0), a progress line, per-rank logs."""
+"""Where a run reports: metrics.jsonl and TensorBoard (rank 0), a progress line, per-rank logs.
+
+metrics.jsonl is appended one flushed row at a time, so a crash can only tear its last line; a
+resume drops such a line (saying so) and rewrites the file atomically.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +12,7 @@ import time
 from pathlib import Path
 
 from dsgd.train.progress import Progress
+from dsgd.train.rundir import METRICS, RunDirError, write_atomically
 
 
 class Meters:
@@ -62,7 +67,7 @@ class RunLog:
         self.out, self.rank = out, rank
         (out / "logs").mkdir(parents=True, exist_ok=True)
         self._rank_log = open(out / "logs" / f"rank{rank}.log", "a", buffering=1)
-        self._metrics = open(out / "metrics.jsonl", "a", buffering=1) if rank == 0 else None
+        self._metrics = open(out / METRICS, "a", buffering=1) if rank == 0 else None
         self._progress = Progress(stream)
         self._tb, self._tb_class, self._tb_purge = None, None, None
         if rank == 0 and tensorboard:
@@ -87,7 +92,7 @@ class RunLog:
     def metrics(self, row: dict) -> None:
         if self._metrics is None:
             return
-        self._metrics.write(json.dumps(row) + "\n")
+        self._append_row(row)
         if self._tb is None and self._tb_class is not None:
             self._tb = self._tb_class(str(self.out / "tensorboard"), purge_step=self._tb_purge)
         if self._tb is not None:
@@ -96,20 +101,29 @@ class RunLog:
                     self._tb.add_scalar(k, v, row["step"])
             self._tb.flush()
 
+    def _append_row(self, row: dict) -> None:
+        """One whole row, on disk before the checkpoint that follows it: a crash tears the last line at most."""
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        os.fsync(self._metrics.fileno())
+
     def truncate_after(self, step: int) -> None:
         """Drop metric rows past `step` (written after the checkpoint a run resumes from), and their
-        TensorBoard events: those at steps >= purge_step are hidden by the events written from now on."""
+        TensorBoard events: those at steps >= purge_step are hidden by the events written from now on.
+        A last line torn by a crash is dropped too; the file is replaced atomically."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
         self._tb_purge = step + 1
-        path = self.out / "metrics.jsonl"
-        rows = [r for r in path.read_text().splitlines() if r.strip()]
-        kept = [r for r in rows if json.loads(r)["step"] <= step]
-        if len(kept) == len(rows):
+        path = self.out / METRICS
+        lines, torn = read_rows(path)
+        kept = [line for line, row in lines if row["step"] <= step]
+        if torn:
+            self.info(f"dropped the last line of {path}, torn by a crash while it was written: {torn[:80]!r}")
+        if len(kept) == len(lines) and not torn:
             return  # nothing to drop: the file stays as it is
         self._metrics.close()
-        path.write_text("".join(r + "\n" for r in kept))
+        write_atomically(path, "".join(line + "\n" for line in kept))
         self._metrics = open(path, "a", buffering=1)
 
     def progress(self, step: int, total: int, loss: float, acc: float, H: int, samples_per_s: float,
@@ -127,3 +141,34 @@ class RunLog:
                 f.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def read_rows(path: Path) -> tuple[list[tuple[str, dict]], str]:
+    """metrics.jsonl's rows as (line, row), and its last line when a crash tore it (no newline at
+    its end, or not a JSON row), else "". A damaged line before the last one is not from a crash
+    while appending: RunDirError, rather than dropping rows silently."""
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    lines = text.split("\n")
+    last = lines.pop()  # "" when the file ends with a newline
+    torn = last if last.strip() else ""
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row = _row(line)
+        if row is None and number == len(lines) and not torn:
+            torn = line
+        elif row is None:
+            raise RunDirError(f"cannot resume: line {number} of {path} is not a metrics row (the file is damaged): "
+                              f"repair or remove that line")
+        else:
+            rows.append((line, row))
+    return rows, torn
+
+
+def _row(line: str) -> dict | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None

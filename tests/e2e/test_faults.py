@@ -57,3 +57,40 @@ def test_kill_9_of_one_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path):
     train(4, killed, "--resume", str(killed))
     train_here(4, whole, *flags[len(FAST):])  # the same 4 workers in this process: bit for bit the 4 ranks
     assert torch.equal(worker_params(killed), worker_params(whole))
+
+
+def test_a_stopped_rank_ends_the_job_within_the_comm_timeout_naming_it(tmp_path):
+    """SIGSTOP to one rank of a ring: its neighbours wait in the exchange, the others in the per-step
+    agreement; every collective and exchange has the timeout, so the job ends, and the roll call of
+    the ranks still answering names the one that stopped, once for the job."""
+    out = tmp_path / "run"
+    flags = [*FAST, "--model", "mlp", "--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", "400",
+             "--epochs", "100", "--eval-every", "100000", "--checkpoint-every", "20", "--comm-timeout", "5", "--out", str(out)]
+    proc = subprocess.Popen(launcher.mpirun_command(4, ["-m", "dsgd.train", *flags]), cwd=launcher.REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    stopped = None
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "checkpoints" / "latest.json").exists() and latest_step(out) >= 20):
+            assert proc.poll() is None and time.monotonic() < deadline, "run ended before a rank could be stopped"
+            time.sleep(0.2)
+        stopped = _rank_pid(out, 2)
+        os.kill(stopped, signal.SIGSTOP)
+        t_stop = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - t_stop
+    finally:
+        if stopped is not None:
+            try:
+                os.kill(stopped, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert took < 5 + 3 + 2 + 10, took  # the timeout, the roll call, the abort, and slack for a busy machine
+    errors = [line for line in output.splitlines() if line.startswith("dsgd.train: error:")]
+    assert len(errors) == 1, output[-3000:]
+    assert "waited more than 5s on:" in errors[0] and errors[0].split("; ")[1] == "rank 2 did not answer", errors[0]
+    assert "the last good checkpoint is" in errors[0]

@@ -124,8 +124,9 @@ def test_a_second_signal_while_the_stop_checkpoint_is_written_exits_at_once_and_
 
     try:
         wait_for(lambda: (ckpts / "latest.json").exists() and latest_step(out) == 200, "checkpoint at step 200")
-        os.mkfifo(ckpts / "latest.json.tmp")  # the next manifest write (the stop's) waits on it
         pids = [rank_pid(out, r) for r in range(2)]
+        manifest_tmp = ckpts / f"latest.json.{pids[0]}.tmp"  # rank 0's temporary file for latest.json
+        os.mkfifo(manifest_tmp)  # the next manifest write (the stop's) waits on it
         os.kill(pids[1], signal.SIGTERM)
         wait_for(stop_checkpoint_files, "stop checkpoint's rank files")
         for pid in pids:
@@ -148,8 +149,8 @@ def test_a_second_signal_while_the_stop_checkpoint_is_written_exits_at_once_and_
         state = torch.load(ckpts / manifest["dir"] / f"rank{rank}.pt", weights_only=True)
         assert (state["step"], state["rank"]) == (200, rank)
     # what the interrupted write leaves behind: a torn temporary file beside the manifest
-    (ckpts / "latest.json.tmp").unlink()
-    (ckpts / "latest.json.tmp").write_text('{"format": "dsgd-che')
+    manifest_tmp.unlink()
+    manifest_tmp.write_text('{"format": "dsgd-che')
     resumed = mpi_harness.run_ok(2, ["-m", "dsgd.train", *flags, "--resume", "auto"], timeout=120)
     assert latest_step(out) == 600, resumed[-3000:]
     assert f"resumed from {ckpts / 'step-00000200'} at step 200" in (out / "logs" / "rank0.log").read_text()

@@ -38,7 +38,8 @@ def test_a_two_rank_run_over_a_four_rank_run_is_refused_or_replaces_it_whole(tmp
     assert sorted(p.name for p in (out / "logs").iterdir()) == ["rank0.log", "rank1.log"]
     steps = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
     assert steps == ["step-00000000", "step-00000002"]
-    assert all(sorted(p.name for p in (out / "checkpoints" / s).iterdir()) == ["rank0.pt", "rank1.pt"] for s in steps)
+    assert all(sorted(p.name for p in (out / "checkpoints" / s).iterdir()) == ["manifest.json", "rank0.pt", "rank1.pt"]
+               for s in steps)
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["world_size"] == 2
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert (saved["algo"]["algorithm"], saved["run"]["backend"], saved["run"]["comm_timeout"]) == ("csgd", "torch", 60)

@@ -62,7 +62,8 @@ def test_two_ranks_of_two_workers_resume_the_one_process_run_exactly(tmp_path, i
     resumed = tmp_path / "resumed"
     shutil.copytree(in_process(name), resumed)
     train(2, resumed, "--resume", str(resumed / "checkpoints" / "step-00000006"), "--workers-per-rank", "2")
-    assert sorted(p.name for p in (resumed / "checkpoints" / "step-00000012").iterdir()) == ["rank0.pt", "rank1.pt"]
+    assert sorted(p.name for p in (resumed / "checkpoints" / "step-00000012").iterdir()) == [
+        "manifest.json", "rank0.pt", "rank1.pt"]
     same(worker_params(resumed), worker_params(in_process(name)), name, "2 x 2 resumed")
 
 

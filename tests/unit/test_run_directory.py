@@ -2,6 +2,7 @@
 
 Tiny one-process runs (the MLP, a few steps) through the real entry point, in this process.
 """
+import hashlib
 import json
 import time
 
@@ -137,12 +138,23 @@ def test_resumes_record_what_they_change_and_config_holds_the_current_settings(f
     assert [r["step"] for r in rows(finished)] == [2, 4, 6, 8, 10, 12]
 
 
+def record_in_manifest(path):
+    """A checkpoint file edited on purpose: its manifest records the new bytes, as a save would (else
+    the resume rightly refuses the file as damaged)."""
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][path.name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                    "bytes": path.stat().st_size}
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def test_wall_seconds_continue_from_the_checkpoint_across_a_resume(finished, capsys):
     path = finished / "checkpoints" / "step-00000002" / "rank0.pt"
     state = torch.load(path, weights_only=True)
     assert state["meters"]["wall_s"] >= rows(finished)[0]["wall_s"]  # saved after the row at step 2
     state["meters"]["wall_s"] = 1000.0  # as if the first segment had trained for 1000 s
     torch.save(state, path)
+    record_in_manifest(path)
     assert main(["--resume", str(path.parent)]) == 0
     walls = [r["wall_s"] for r in rows(finished)]
     assert walls[0] < 1000.0 < walls[1] < 1000.0 + 60
