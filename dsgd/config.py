@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ class RunConfig:
     total_batch_size: int = opt(0, "total batch size; if given it must equal workers x local batch", check=at_least(0))
     physical_batch_size: int = opt(0, "largest batch put through the model at once (gradient accumulation)",
                                    check=at_least(0))
-    seed: int = opt(0, "seed: same seed, same run")
+    seed: int = opt(0, "seed: same seed, same run", check=(lambda v: 0 <= v < 2 ** 63, "in [0, 2^63)"))
     eval_every: int = opt(100, "evaluate every this many steps (and at the end)", check=at_least(1))
     eval_on_start: bool = opt(False, "evaluate the initial model")
     eval_samples: int = opt(0, "evaluate on the first this many test samples (0: the whole test set)",
@@ -168,8 +169,9 @@ class RunConfig:
                                                 "--partition iid")
     probe_samples: int = opt(256, "samples of each worker's part (fixed for the run) on which zeta2 is estimated",
                              check=at_least(1))
-    bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model",
-                          check=at_least(0))
+    bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model "
+                          "(at most 10,000: more only repeats the training set)",
+                          check=(lambda v: 0 <= v <= 10_000, "in [0, 10000]"))
     out: str = opt("runs/latest", "run directory; it holds one run (see --overwrite, --resume)")
     overwrite: bool = opt(False, "start a new run in --out even though it holds one: that run's config, metrics, "
                           "checkpoints, logs and TensorBoard files are deleted once the new run has started "
@@ -186,7 +188,8 @@ class RunConfig:
     keep_checkpoints: int = opt(3, "keep this many newest checkpoints besides those at lr decays and the previous "
                                 "complete one, the fallback of a damaged newest (0: all)",
                                 check=at_least(0))
-    threads: int = opt(0, "torch threads per process (0: leave as is)", check=at_least(0))
+    threads: int = opt(0, "torch threads per process (0: leave as is; at most 1024)",
+                       check=(lambda v: 0 <= v <= 1024, "in [0, 1024]"))
     resize: bool = opt(False, "on --resume, continue with another number of workers than the checkpoint's: "
                        "workers that remain keep their state, new ones start from the average model; not "
                        "bit-exact (another split of the same workers needs no flag and is exact)")
@@ -269,6 +272,10 @@ def _set(cfg: Config, name: str, value) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     check = f.metadata.get("check")
     flag = "--" + name.replace("_", "-")
+    numbers = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):  # inf passes every "> 0" check
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ConfigError(f"{flag} must be a finite number, got {shown}")
     try:
         ok = check is None or value is None or check[0](value)
     except ValueError as e:  # the check names the problem itself
