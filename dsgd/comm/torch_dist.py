@@ -193,6 +193,14 @@ class TorchDistCommunicator:
             dist.all_gather_object(out, obj, group=self.group)
         return out
 
+    def close(self) -> None:
+        """Tear the process group down while the interpreter is whole: after the last collective,
+        before exit. gloo's threads release tensors they held; doing that during interpreter
+        shutdown can abort a rank that has finished all its work."""
+        import gc
+        gc.collect()
+        _destroy_at_exit()
+
     def barrier(self) -> None:
         with self._timeouts("barrier"):
             dist.barrier(group=self.group)

@@ -275,6 +275,9 @@ def _main(argv: list[str] | None, comm=None) -> int:
     run.log.close()
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)
+    close = getattr(comm, "close", None)  # a transport with threads of its own ends them here, not at exit
+    if close is not None:
+        close()
     return 0
 
 
