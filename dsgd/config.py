@@ -172,7 +172,8 @@ class RunConfig:
     bn_batches: int = opt(100, "batches used to re-estimate BatchNorm statistics of the averaged model "
                           "(at most 10,000: more only repeats the training set)",
                           check=(lambda v: 0 <= v <= 10_000, "in [0, 10000]"))
-    out: str = opt("runs/latest", "run directory; it holds one run (see --overwrite, --resume)")
+    out: str = opt("runs/latest", "run directory; it holds one run (see --overwrite, --resume)",
+                   check=(lambda v: bool(v.strip()), "a directory, not empty"))
     overwrite: bool = opt(False, "start a new run in --out even though it holds one: that run's config, metrics, "
                           "checkpoints, logs and TensorBoard files are deleted once the new run has started "
                           "(other files stay); without it such a start is refused")
@@ -254,12 +255,25 @@ def _coerce(name: str, hint, value):
             raise ValueError
         if base is tuple:
             items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v.strip()]
-            return tuple(float(v) if "." in str(v) or "e" in str(v).lower() else int(v) for v in items)
+            return tuple(_number(v) for v in items)
         if base is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return base(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be {base.__name__}, got {value!r}") from None
+        kind = "a list of numbers" if base is tuple else base.__name__
+        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+
+
+def _number(text) -> int | float:
+    """'3' -> 3, '0.5' and '1e-3' -> floats; 'inf' too (refused later with the flag's name)."""
+    if isinstance(text, bool):
+        raise ValueError(text)
+    if isinstance(text, (int, float)):
+        return text
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        return float(str(text).strip())
 
 
 def _set(cfg: Config, name: str, value) -> None:
@@ -281,7 +295,7 @@ def _set(cfg: Config, name: str, value) -> None:
     except ValueError as e:  # the check names the problem itself
         raise ConfigError(f"{flag}: {e}") from None
     if not ok:
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else repr(value) if value == "" else value
         raise ConfigError(f"{flag} must be {check[1]}, got {shown}")
     setattr(getattr(cfg, section), name, value)
 
@@ -292,7 +306,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"recipe {path} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.load(p.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") \
+            from None
+    except OSError as e:
+        raise ConfigError(f"recipe {path} cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
@@ -300,11 +319,27 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     flat = {}
     for k, v in raw.items():
         k = str(k).replace("-", "_")
-        if k in SECTIONS and isinstance(v, dict):
-            flat.update({str(kk).replace("-", "_"): vv for kk, vv in v.items()})
-        else:
-            flat[k] = v
+        items = [(str(kk).replace("-", "_"), vv) for kk, vv in v.items()] if k in SECTIONS and isinstance(v, dict) \
+            else [(k, v)]
+        for key, value in items:
+            if key in flat:  # the same setting at the top and in its section, or in two sections
+                raise ConfigError(f"recipe {path} gives setting {key!r} twice")
+            flat[key] = value
     return flat
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _metavar(f, hint) -> str:

@@ -72,19 +72,32 @@ def local_cores() -> int:
         return os.cpu_count() or 1
 
 
+def hostfile_hosts(path: str) -> list:
+    """(line number, host) of each host the hostfile names, in order."""
+    hosts = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if words:
+            hosts.append((number, words[0]))
+    return hosts
+
+
 def hostfile_slots(path: str, cores: int) -> list:
     """Slots of each host ("HOST slots=N", '#' comments); a host without slots= gets one per core."""
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"hostfile not found: {path}")
     slots = []
-    for line in file.read_text().splitlines():
+    for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
         words = line.split("#", 1)[0].split()
         if not words:
             continue
         n = cores
         for word in words[1:]:
-            if re.fullmatch(r"slots=[0-9]+", word):
+            if word.startswith("slots="):
+                if not re.fullmatch(r"slots=[0-9]+", word) or int(word[len("slots="):]) < 1:
+                    raise UsageError(f"hostfile {path} line {number}: {word} for host {words[0]}; slots must be "
+                                     f"a whole number >= 1 (leave the host out to give it no ranks)")
                 n = int(word[len("slots="):])
         slots.append(n)
     if not slots:

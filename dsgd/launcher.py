@@ -2,8 +2,8 @@
 and the Python API the demo, the experiments and the tests use.
 
     python -m dsgd.launcher [-np N] [--hostfile FILE] [--per-node P] [--oversubscribe]
-                            [--threads T] [--bind core|none] [--mca KEY VALUE]... [--dry-run]
-                            -- COMMAND [ARG...]
+                            [--threads T] [--bind core|none] [--mca KEY VALUE]... [--host-timeout S]
+                            [--dry-run] -- COMMAND [ARG...]
 
 Both give the same line for the same request (`dsgd.launch_policy`); what a caller prints is the
 argv it runs, so a printed line can be pasted into a shell as it is.
@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 from dsgd.launch_policy import Machine, Request, UsageError, mpirun_line
 
 REPO = Path(__file__).resolve().parents[1]
+HOST_TIMEOUT = 30.0  # seconds each host of a hostfile has to answer before the job starts
 SYNOPSIS = textwrap.dedent(__doc__.split("\n\n")[1])
 
 
@@ -98,7 +99,7 @@ def parse_cli(argv: Sequence[str]) -> tuple:
     fields: dict = {"mca": []}
     dry_run = False
     valued = {"-np": "np", "-n": "np", "--np": "np", "--hostfile": "hostfile", "--per-node": "per_node",
-              "--threads": "threads", "--bind": "bind"}
+              "--threads": "threads", "--bind": "bind", "--host-timeout": "host_timeout"}
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -118,7 +119,7 @@ def parse_cli(argv: Sequence[str]) -> tuple:
         elif word == "--dry-run":
             dry_run, i = True, i + 1
         elif word in ("-h", "--help"):
-            return None, False
+            return None, False, 0.0
         elif word == "--":
             i += 1
             break
@@ -129,17 +130,25 @@ def parse_cli(argv: Sequence[str]) -> tuple:
     command = tuple(argv[i:])
     if not command:
         raise UsageError("no command given; usage: dsgd-mpirun [options] -- COMMAND [ARG...]")
+    raw_timeout = fields.pop("host_timeout", None)
+    try:
+        host_timeout = HOST_TIMEOUT if raw_timeout is None else float(raw_timeout)
+    except ValueError:
+        host_timeout = float("nan")
+    if not 0 <= host_timeout <= 3600:
+        raise UsageError(f"--host-timeout must be seconds in [0, 3600], got '{raw_timeout}'")
     # Counts stay text here: the policy checks them and names the option in its message.
     return Request(command=command, np=fields.get("np"), hostfile=fields.get("hostfile"),
                    per_node=fields.get("per_node"), oversubscribe=fields.get("oversubscribe", False),
-                   threads=fields.get("threads"), bind=fields.get("bind"), mca=tuple(fields["mca"])), dry_run
+                   threads=fields.get("threads"), bind=fields.get("bind"), mca=tuple(fields["mca"])), dry_run, host_timeout
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m dsgd.launcher",
          uid: Optional[int] = None) -> int:
-    """Print (--dry-run) or exec the mpirun line; usage errors are one line and status 2."""
+    """Print (--dry-run) or run the mpirun line under `supervise`; usage errors, and a host that does
+    not answer, are one line and status 2."""
     try:
-        request, dry_run = parse_cli(sys.argv[1:] if argv is None else argv)
+        request, dry_run, host_timeout = parse_cli(sys.argv[1:] if argv is None else argv)
         if request is None:
             first, *rest = SYNOPSIS.strip().splitlines()
             print("\n".join([first.replace("python -m dsgd.launcher", prog, 1)]
@@ -152,11 +161,53 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m dsgd.launc
             return 0
         if shutil.which(line[0]) is None:
             raise UsageError(f"{line[0]} not found on PATH (activate the venv, or set DSGD_MPIRUN)")
+        if request.hostfile and host_timeout > 0:
+            from dsgd.hosts import check_hosts
+            check_hosts(request.hostfile, request.mca, os.environ, host_timeout)
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     sys.stdout.flush()
-    os.execvp(line[0], line)
+    return supervise(line, prog)
+
+
+def supervise(line: Sequence[str], prog: str) -> int:
+    """Run mpirun as a child in its own process group and stay beside it, so that a stop reaches the
+    user as dsgd's own line. Open MPI's mpirun ends a job about a second after SIGINT or SIGTERM, too
+    soon for the ranks to checkpoint and say so; here the first SIGINT, SIGTERM or SIGHUP (Ctrl-C in a
+    terminal, which now reaches this process only) becomes SIGUSR1 to mpirun, which forwards it: every
+    rank checkpoints its step and rank 0 prints the stop line. A second one ends the job at once.
+    SIGUSR1 and SIGUSR2 are passed on as they are. The status is mpirun's (128 + N for signal N)."""
+    proc = subprocess.Popen(list(line), start_new_session=True)  # out of the terminal's process group
+    stops = []
+
+    def stop(signum, _frame):
+        stops.append(signum)
+        if len(stops) == 1:
+            print(f"{prog}: {signal.Signals(signum).name}: every rank checkpoints its step and stops (send it again "
+                  f"to end the job at once)", file=sys.stderr, flush=True)
+            _signal(proc, signal.SIGUSR1)
+        else:
+            _signal(proc, signal.SIGKILL, group=True)
+
+    def forward(signum, _frame):
+        _signal(proc, signum)
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    handlers.update({sig: signal.signal(sig, forward) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
+    try:
+        status = proc.wait()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return status if status >= 0 else 128 - status
+
+
+def _signal(proc: subprocess.Popen, signum: int, group: bool = False) -> None:
+    try:
+        os.killpg(proc.pid, signum) if group else proc.send_signal(signum)
+    except ProcessLookupError:  # it has just ended
+        pass
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Run a program under a real `mpirun` with a hard timeout, for the multi-rank tests."""
 from __future__ import annotations
 
+import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 from dsgd import launcher
@@ -35,3 +37,37 @@ def program(name: str) -> str:
 
 mpirun_env = launcher.mpirun_env
 mpirun_command = launcher.mpirun_command
+
+
+class Batch:
+    """Programs run several to a job: one `mpirun` per rank count runs every program of that count in
+    turn (tests/mpi/programs/batch.py), so ranks start once per job rather than once per program.
+
+    JOBS maps a key to (np, args) as `run` takes them; `output(key)` is that program's stdout and
+    stderr, rank 0's first, running its job on first use. A program that fails ends its job: every
+    program of the job not yet finished fails its test with the job's output."""
+
+    def __init__(self, jobs: dict, timeout: float = 600):
+        self.jobs, self.timeout, self.results = dict(jobs), timeout, {}
+
+    def output(self, key) -> str:
+        np, _ = self.jobs[key]
+        if key not in self.results:
+            self._run(np)
+        ok, text = self.results[key]
+        assert ok, text
+        return text
+
+    def _run(self, np: int) -> None:
+        keys = [k for k, (n, _) in self.jobs.items() if n == np]
+        with tempfile.TemporaryDirectory(prefix="mpi-batch-") as tmp:
+            spec = Path(tmp) / "spec.json"
+            spec.write_text(json.dumps({"dir": tmp, "programs": [list(self.jobs[k][1]) for k in keys]}))
+            res = run(np, [program("batch.py"), str(spec)], timeout=self.timeout)
+            for i, key in enumerate(keys):
+                done = all((Path(tmp) / f"{i}.rank{r}.done").is_file() for r in range(np))
+                text = "".join((Path(tmp) / f"{i}.rank{r}.txt").read_text() for r in range(np)
+                               if (Path(tmp) / f"{i}.rank{r}.txt").is_file())
+                self.results[key] = (done, text if done else
+                                     f"mpirun -np {np} (a batch) failed with {res.returncode} before "
+                                     f"{' '.join(self.jobs[key][1])} finished:\n{res.stdout[-6000:]}")

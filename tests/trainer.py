@@ -28,8 +28,13 @@ def _argv(out: Path, flags) -> list[str]:
     return [*base, *flags]
 
 
+def train_args(out: Path, *flags: str) -> list[str]:
+    """The arguments of `python -m dsgd.train` that `train` runs (an mpi_harness.Batch program)."""
+    return ["-m", "dsgd.train", *_argv(out, flags)]
+
+
 def train(np: int, out: Path, *flags: str, timeout: float = 300, ok: bool = True):
-    args = ["-m", "dsgd.train", *_argv(out, flags)]
+    args = train_args(out, *flags)
     if ok:
         return mpi_harness.run_ok(np, args, timeout=timeout)
     return mpi_harness.run(np, args, timeout=timeout)

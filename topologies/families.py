@@ -107,12 +107,27 @@ def _graph_file(n: int, weights: Weights, path: Any = None, format: Any = "auto"
     return _weighted("graph-file", G, weights, path=path, format=format)
 
 
+def _refuse_split(G: nx.Graph, what: str, why: str) -> None:
+    """A user's graph or matrix whose workers cannot all reach each other is refused by name: mixing
+    over it never reaches consensus (an undirected graph: connected; a directed one: strongly)."""
+    if G.number_of_nodes() <= 1:
+        return
+    parts = list(nx.strongly_connected_components(G) if G.is_directed() else nx.connected_components(G))
+    if len(parts) > 1:
+        shown = "; ".join(str(sorted(p)) for p in sorted(parts, key=min)[:3]) + ("; ..." if len(parts) > 3 else "")
+        kind = "strongly connected" if G.is_directed() else "connected"
+        raise TopologyError(f"{what} is not {kind}: {len(parts)} groups of workers ({shown}) do not all reach "
+                            f"each other, so {why}")
+
+
 def _matrix_file(n: int, weights: Weights, path: Any = None) -> Topology:
     path = as_path("matrix-file", "path", path)
     W = files.load_matrix_file(path, n)
     validate_mixing_matrix(W, name=f"matrix file '{path}'")
     directed = not np.array_equal(W > 0, (W > 0).T)
-    return Topology.static("matrix-file", W, graph_of(W, directed), weights="file",
+    G = graph_of(W, directed)
+    _refuse_split(G, f"matrix file '{path}'", "its workers would never agree")
+    return Topology.static("matrix-file", W, G, weights="file",
                            default_weights="file", options={"path": path})
 
 
@@ -203,7 +218,9 @@ def _digraph_file(n: int, weights: Weights, path: Any = None) -> Topology:
     if len(edges) and (edges.min() < 0 or edges.max() >= n):
         raise TopologyError(f"directed graph file '{path}' names nodes outside 0..{n - 1}")
     P = pushing.push_matrix(pushing.out_peers_of(edges.astype(int), n))
-    return Topology.static("digraph-file", P, graph_of(P, True), weights="uniform", default_weights="uniform",
+    G = graph_of(P, True)
+    _refuse_split(G, f"directed graph file '{path}'", "push-sum needs every worker to reach every other")
+    return Topology.static("digraph-file", P, G, weights="uniform", default_weights="uniform",
                            options={"path": path}, stochastic="column")
 
 

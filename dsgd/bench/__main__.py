@@ -54,8 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsgd.bench: unknown subcommand {name!r}\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
+    from topologies import TopologyError
     try:
         return module.main(rest)
+    except TopologyError as e:  # a graph that does not exist on this many ranks: the user's to fix
+        MPI = sys.modules.get("mpi4py.MPI")
+        ranks = MPI.COMM_WORLD.Get_size() if MPI is not None and MPI.Is_initialized() else 1
+        if ranks == 1 or MPI.COMM_WORLD.Get_rank() == 0:
+            hint = "; start it under mpirun -np N with more ranks" if ranks == 1 else ""
+            print(f"python -m dsgd.bench {name}: error: --topology on {ranks} rank(s): {e}{hint}", file=sys.stderr,
+                  flush=True)
+        return 2
     except Exception:
         traceback.print_exc()
         _abort_job()

@@ -341,22 +341,33 @@ class LowRank:
 
 def parse_codec(spec: str):
     """`none`, `fp16`, `bf16`, `int8:block=256`, `sign`, `sign:block=1024`, `top-k:ratio=0.01`,
-    `top-k:count=100`, `random-k:ratio=0.1[,shared=true]`, `qsgd:levels=16`. ValueError names the problem."""
-    name, _, rest = spec.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        k, eq, v = item.partition("=")
-        if not eq:
-            raise ValueError(f"codec option {item!r} must be key=value")
-        options[k.strip()] = v.strip()
+    `top-k:count=100`, `random-k:ratio=0.1[,shared=true]`, `qsgd:levels=16[,scaled=true]`,
+    `powersgd:rank=2`, in the grammar every spec shares (topologies.options). ValueError names the problem."""
+    from topologies.options import as_bool, split_spec
+    name, options = split_spec(spec, "codec")
+    given = set(options)
 
     def num(key, kind, default):
         if key not in options:
             return default
+        text = options.pop(key)
         try:
-            return kind(options.pop(key))
+            value = kind(text)
         except ValueError:
-            raise ValueError(f"codec {name}: {key} must be {kind.__name__}") from None
+            raise ValueError(f"codec {name}: {key} must be {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"codec {name}: {key} must be a finite number, got {text!r}")
+        return value
+
+    def one_of_ratio_or_count():
+        if "ratio" in options and "count" in options:
+            raise ValueError(f"codec {name}: give ratio or count, not both")
+        ratio, count = num("ratio", float, 0.0), num("count", int, 0)
+        if "ratio" in given and not 0 < ratio <= 1:
+            raise ValueError(f"{name} ratio must be in (0, 1], got {ratio}")
+        if "count" in given and count < 1:
+            raise ValueError(f"{name} count must be >= 1, got {count}")
+        return ratio, count
 
     if name == "none":
         codec = Identity()
@@ -367,14 +378,14 @@ def parse_codec(spec: str):
     elif name == "sign":
         codec = Sign(num("block", int, 0))
     elif name == "top-k":
-        codec = TopK(num("ratio", float, 0.0), num("count", int, 0))
+        codec = TopK(*one_of_ratio_or_count())
     elif name == "random-k":
-        shared = options.pop("shared", "false").lower() in ("1", "true", "yes")
-        codec = RandomK(num("ratio", float, 0.0), num("count", int, 0), shared)
+        shared = as_bool("random-k", "shared", options.pop("shared", "false"))
+        codec = RandomK(*one_of_ratio_or_count(), shared)
     elif name == "powersgd":
         codec = LowRank(num("rank", int, 2))
     elif name == "qsgd":
-        scaled = options.pop("scaled", "false").lower() in ("1", "true", "yes")
+        scaled = as_bool("qsgd", "scaled", options.pop("scaled", "false"))
         codec = QSGD(num("levels", int, 16), scaled)
     else:
         raise ValueError(f"unknown codec {name!r} (known: none, fp16, bf16, int8, sign, top-k, random-k, qsgd, "

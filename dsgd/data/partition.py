@@ -35,13 +35,8 @@ class PartitionSpec:
 
 def parse_partition(spec: str) -> PartitionSpec:
     """`iid`, `dirichlet:alpha=0.1`, `shards:k=2`, `sorted`. ValueError names the problem."""
-    name, _, rest = str(spec).strip().partition(":")
-    options = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"partition option {item!r} must be key=value")
-        options[key.strip()] = value.strip()
+    from topologies.options import split_spec
+    name, options = split_spec(str(spec), "partition")
     wanted = {"iid": (), "sorted": (), "dirichlet": ("alpha",), "shards": ("k",)}
     if name not in wanted:
         raise ValueError(f"unknown partition {name!r} (known: {KNOWN})")

@@ -44,6 +44,10 @@ def check(cfg: Config, world_size: int) -> None:
         raise ConfigError(f"physical-batch-size {r.physical_batch_size} must divide batch-size {r.batch_size}")
     if o.nesterov and o.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
+    if cfg.model.norm == "bn" and min(r.batch_size, r.physical_batch_size or r.batch_size) < 2:
+        which = "physical-batch-size" if r.physical_batch_size == 1 else "batch-size"
+        raise ConfigError(f"--{which} 1 with --norm bn: BatchNorm normalizes over a batch and needs at least 2 "
+                          f"samples; use --norm gn or none, or a larger batch")
     if not DEVICE_PATTERN.fullmatch(r.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
     ALGORITHMS[a.algorithm].check(cfg)
@@ -60,12 +64,23 @@ def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
     n = world_size * cfg.run.workers_per_rank
     full = train_size // (n * cfg.run.batch_size)
     spe = cfg.data.steps_per_epoch or full
+    if cfg.run.batch_size > train_size:  # with replacement too: a batch of copies that only exhausts memory
+        raise ConfigError(f"batch-size {cfg.run.batch_size} is larger than the training set ({train_size})")
     if full < 1 and not cfg.data.replacement:
         raise ConfigError(f"total batch {n * cfg.run.batch_size} is larger than the training set ({train_size})")
     if cfg.data.steps_per_epoch > full and not cfg.data.replacement:
         raise ConfigError(f"steps-per-epoch {spe} needs {spe * n * cfg.run.batch_size} samples per epoch without "
                           f"replacement; the training set has {train_size}")
     return Plan(n, spe, max(1, math.ceil(cfg.run.epochs * spe)))
+
+
+def check_model(cfg: Config, model) -> None:
+    """Settings that need the model's size: a top-k or random-k count it does not have."""
+    count = getattr(parse_codec(cfg.compress.compress), "count", 0)
+    size = sum(p.numel() for p in model.parameters())
+    if count > size:
+        raise ConfigError(f"--compress {cfg.compress.compress}: count {count} is more than the {size} parameters "
+                          f"of --model {cfg.model.model}")
 
 
 def partition(cfg: Config, n_workers: int, train_set) -> list | None:
@@ -213,7 +228,7 @@ ALGORITHMS = {
                                  frozenset(GOSSIP | {"mix_buffers"}), own_update=True),
     "qgm": Algorithm(lambda cfg, p, lr: QuasiGlobalMomentum(_gossip(cfg, p, lr), cfg.optim.momentum,
                                                             cfg.qgm.qgm_buffer_factor, cfg.optim.nesterov),
-                     frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor", "compress", "consensus_step"}), own_update=True, momentum=True),
+                     frozenset(GOSSIP | {"mix_buffers", "qgm_buffer_factor"}), own_update=True, momentum=True),
     "sgp": Algorithm(lambda cfg, p, lr: PushSum(_gossip(cfg, p, lr, stochastic=("doubly", "column"))),
                      frozenset(GOSSIP | {"mix_buffers"}), own_update=True, push=True),
     "choco": Algorithm(_choco, frozenset(GOSSIP | {"mix_buffers", "compress", "consensus_step"}), own_update=True),

@@ -186,8 +186,13 @@ def start_run(cfg, ns, comm, mixer, device):
     from dsgd.train.checkpoint import CheckpointError, find
     out, run, error = Path(cfg.run.out), None, None
     try:
+        from dsgd.train.loop import Run, check_worker_count
+        if ns.resume:  # before building: a topology may not exist for the wrong number of workers
+            _, _, manifest = find(ns.resume)
+            if "world_size" in manifest and "workers_per_rank" in manifest:
+                check_worker_count(int(manifest["world_size"]), int(manifest["workers_per_rank"]), comm.size,
+                                   cfg.run.workers_per_rank, cfg.run.resize)
         out.mkdir(parents=True, exist_ok=True)
-        from dsgd.train.loop import Run
         run = Run(cfg, mixer, out, device)
         if ns.resume:
             _, ckpt_dir, manifest = find(ns.resume)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dsgd.config import Config
+from dsgd.config import Config, ConfigError
 from dsgd.data.augment import Augmentation, augmentation_for
 from dsgd.data.batches import local_batch
 from dsgd.data.datasets import load_dataset
@@ -34,6 +34,18 @@ class NonFiniteError(RuntimeError):
     """Loss or parameters became NaN or infinite."""
 
 
+def check_worker_count(old_ranks: int, old_K: int, size: int, K: int, resize: bool) -> None:
+    """A resume keeps the number of workers (ranks x workers per rank) unless --resize true says otherwise."""
+    if old_ranks * old_K == size * K or resize:
+        return
+    same = (f"--workers-per-rank {old_ranks * old_K // size} for the same {old_ranks * old_K} workers, or "
+            if (old_ranks * old_K) % size == 0 else "")
+    raise ckpt.CheckpointError(
+        f"cannot resume: the checkpoint has {old_ranks * old_K} workers ({old_ranks} ranks x {old_K}), "
+        f"this run has {size * K} ({size} x {K}); give {same}--resize true to continue with {size * K} workers "
+        f"(not bit-exact)")
+
+
 class Run:
     """Everything one process needs for a run, built from the settings."""
 
@@ -50,9 +62,15 @@ class Run:
         self.lr = build.lr_schedule(cfg, self.plan)
         self.rule = build.rule(cfg, self.plan, self.lr)
         torch.manual_seed(r.seed)  # same seed on every rank: all workers start identical
-        model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
-                            self.train_set.image_size, norm=cfg.model.norm,
-                            n_groups=cfg.model.n_groups if cfg.model.norm == "gn" else None)
+        try:
+            model = build_model(cfg.model.model, self.train_set.in_channels, self.train_set.num_classes,
+                                self.train_set.image_size, norm=cfg.model.norm,
+                                n_groups=cfg.model.n_groups if cfg.model.norm == "gn" else None)
+        except ValueError as e:  # a setting the model's shape refuses: --n-groups
+            reason = str(e).removeprefix(f"{cfg.model.model}: ")
+            raise ConfigError(f"--n-groups {cfg.model.n_groups} does not fit --model {cfg.model.model}: {reason}") \
+                from None
+        build.check_model(cfg, model)
         K = r.workers_per_rank
         self.sampler = make_sampler(cfg.data.replacement, len(self.train_set), self.plan.n_workers,
                                     r.batch_size, r.seed, self.plan.steps_per_epoch, parts=self.parts)
@@ -221,13 +239,7 @@ class Run:
         old_ranks, old_K = int(theirs["world_size"]), int(theirs["workers_per_rank"])
         size, K, n = self.comm.size, self.cfg.run.workers_per_rank, self.plan.n_workers
         resized = old_ranks * old_K != n
-        if resized and not self.cfg.run.resize:
-            same = (f"--workers-per-rank {old_ranks * old_K // size} for the same {old_ranks * old_K} workers, or "
-                    if (old_ranks * old_K) % size == 0 else "")
-            raise ckpt.CheckpointError(
-                f"cannot resume: the checkpoint has {old_ranks * old_K} workers ({old_ranks} ranks x {old_K}), "
-                f"this run has {n} ({size} x {K}); give {same}--resize true to continue with {n} workers "
-                f"(not bit-exact)")
+        check_worker_count(old_ranks, old_K, size, K, self.cfg.run.resize)
         if (old_ranks, old_K) == (size, K):
             state = ckpt.load_rank(ckpt_dir, self.comm.rank, manifest=manifest)
             for name, part in self.components().items():

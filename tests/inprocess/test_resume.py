@@ -81,3 +81,15 @@ def test_resume_with_another_number_of_workers_is_refused_with_one_line_unless_r
             "give --workers-per-rank 2 for the same 2 workers, or --resize true to continue with 4 workers "
             "(not bit-exact)\n") == res.stdout
     assert "Traceback" not in res.stdout
+
+
+def test_resuming_a_ring_run_on_too_few_workers_says_how_to_keep_its_workers(tmp_path):
+    """The worker count is compared before the topology is built: a ring of one worker would
+    otherwise be the error the user reads, not how to resume."""
+    train_here(4, tmp_path, *TINY, "--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", "2",
+               "--eval-every", "2")
+    res = train_here(1, tmp_path, "--resume", str(tmp_path), ok=False)
+    assert res.returncode == 2
+    assert res.stdout == ("dsgd.train: error: cannot resume: the checkpoint has 4 workers (1 ranks x 4), this run "
+                          "has 1 (1 x 1); give --workers-per-rank 4 for the same 4 workers, or --resize true to "
+                          "continue with 1 workers (not bit-exact)\n")

@@ -1,8 +1,11 @@
 """launch/dsgd-mpirun: the mpirun line it builds (--dry-run), its usage errors, and real runs."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -129,6 +132,64 @@ def test_usage_errors_are_one_line_with_status_2(args, message):
     res = run_with_timeout([str(WRAPPER), *args], timeout=30)
     assert res.returncode == 2
     assert res.stdout.count("\n") == 1 and message in res.stdout
+
+
+@pytest.mark.parametrize("line, message", [
+    ("node01 slots=0", "line 1: slots=0 for host node01; slots must be a whole number >= 1"),
+    ("node01 slots=2\nnode02 slots=many", "line 2: slots=many for host node02"),
+])
+def test_a_hostfile_host_without_slots_is_refused_by_line(tmp_path, line, message):
+    (tmp_path / "hosts").write_text(line + "\n")
+    res = run_with_timeout([str(WRAPPER), "--dry-run", "--hostfile", str(tmp_path / "hosts"), "--", "true"],
+                           timeout=30)
+    assert res.returncode == 2
+    assert res.stdout == f"dsgd-mpirun: error: hostfile {tmp_path / 'hosts'} {message}" + res.stdout.split(message)[1]
+    assert res.stdout.count("\n") == 1
+
+
+def test_a_host_that_never_answers_is_named_within_the_host_timeout(tmp_path):
+    """An unreachable address makes ssh (and mpirun with it) wait for minutes; a stand-in agent that
+    never answers plays that host, and the launcher names it before any rank starts."""
+    agent = tmp_path / "silent-ssh"
+    agent.write_text("#!/bin/sh\nexec sleep 600\n")
+    agent.chmod(0o755)
+    (tmp_path / "hosts").write_text("localhost slots=1\n10.254.254.254 slots=1  # nobody\n")
+    t0 = time.monotonic()
+    res = run_with_timeout([str(WRAPPER), "--hostfile", str(tmp_path / "hosts"), "--host-timeout", "2",
+                            "--mca", "plm_rsh_agent", str(agent), "--", "true"], timeout=60)
+    took = time.monotonic() - t0
+    assert res.returncode == 2 and took < 20, (res.stdout, took)
+    assert res.stdout.startswith(f"dsgd-mpirun: error: host 10.254.254.254 (hostfile {tmp_path / 'hosts'} line 2) "
+                                 f"did not answer within 2s")
+    assert res.stdout.count("\n") == 1
+
+
+def test_ctrl_c_in_a_terminal_checkpoints_every_rank_and_prints_the_stop_line(tmp_path):
+    """A terminal sends SIGINT to the launcher's whole process group; mpirun, in a group of its own,
+    gets SIGUSR1 from the launcher instead, so the ranks checkpoint and rank 0's line gets out."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(WRAPPER), "-np", "2", "--oversubscribe", "--", "python", "-m", "dsgd.train",
+                             "--model", "mlp", "--norm", "none", "--steps-per-epoch", "400", "--epochs", "1",
+                             "--checkpoint-every", "1", "--eval-every", "1000", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=launch_env(),
+                            cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "latest.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the foreground group, not one process
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
+    assert proc.returncode == 4, text[-3000:]
+    assert "dsgd-mpirun: SIGINT: every rank checkpoints its step and stops" in text
+    assert f"dsgd.train: stopped by SIGUSR1 at step {step}; checkpoint {out}/checkpoints/step-{step:08d} " \
+           f"(resume with --resume {out})" in text
+    assert 0 < step < 400
 
 
 ALLREDUCE = """

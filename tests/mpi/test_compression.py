@@ -10,12 +10,24 @@ P = mpi_harness.program
 
 # 8 workers as 4 ranks x 2: the 8-node graphs (exponential with peers at distance 1, 2 and 4) on half the
 # processes of 8 x 1, with edges both inside and across ranks
-@pytest.mark.parametrize("np_, k, backends", [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (3, 1, "mpi"), (4, 2, "mpi"),
-                                              (2, 2, "mpi,torch"), (1, 4, "self,simulated")])
-def test_compressed_mixing_equals_dense_reference_on_decoded_payloads(np_, k, backends):
-    out = mpi_harness.run_ok(np_, [P("mix_compressed.py"), "--backends", backends, "--workers-per-rank", str(k)],
-                             timeout=300)
-    assert "compressed ok" in out
+MIXING = [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (3, 1, "mpi"), (4, 2, "mpi"), (2, 2, "mpi,torch"),
+          (1, 4, "self,simulated")]
+POWERSGD = [(4, 1, "mpi,torch"), (2, 2, "mpi"), (1, 4, "self")]
+# several programs to a job, one job per rank count (mpi_harness.Batch)
+JOBS = {**{("mixing", np_, k, b): (np_, [P("mix_compressed.py"), "--backends", b, "--workers-per-rank", str(k)])
+           for np_, k, b in MIXING},
+        **{("powersgd", np_, k, b): (np_, [P("powersgd_oracle.py"), "--backends", b, "--workers-per-rank", str(k)])
+           for np_, k, b in POWERSGD}}
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    return mpi_harness.Batch(JOBS, timeout=600)
+
+
+@pytest.mark.parametrize("np_, k, backends", MIXING)
+def test_compressed_mixing_equals_dense_reference_on_decoded_payloads(jobs, np_, k, backends):
+    assert "compressed ok" in jobs.output(("mixing", np_, k, backends))
 
 
 def test_a_sign_compressed_ring_step_puts_a_32nd_of_the_bytes_on_the_wire():
@@ -30,8 +42,6 @@ def test_a_sign_compressed_ring_step_puts_a_32nd_of_the_bytes_on_the_wire():
     assert 1 / 40 < report["ratio"] < 1 / 28, report
 
 
-@pytest.mark.parametrize("np_, k, backends", [(4, 1, "mpi,torch"), (2, 2, "mpi"), (1, 4, "self")])
-def test_powersgd_csgd_matches_its_numpy_recursion(np_, k, backends):
-    out = mpi_harness.run_ok(np_, [P("powersgd_oracle.py"), "--backends", backends, "--workers-per-rank", str(k)],
-                             timeout=300)
-    assert "powersgd ok" in out
+@pytest.mark.parametrize("np_, k, backends", POWERSGD)
+def test_powersgd_csgd_matches_its_numpy_recursion(jobs, np_, k, backends):
+    assert "powersgd ok" in jobs.output(("powersgd", np_, k, backends))

@@ -1,14 +1,16 @@
 """One algorithm however its workers are spread: `mpirun -np 4` (4 ranks x 1) ends bit for bit where
 the same 4 workers end in one process, and a 2 ranks x 2 job resumed from that one-process run's
 middle checkpoint ends there too. This is what lets the in-process tests (tests/inprocess) stand for
-the distributed trainer: every rule family is checked here once."""
+the distributed trainer: every rule family is checked here once. The families run in turn in one job
+per layout (mpi_harness.Batch), each as `python -m dsgd.train` runs it."""
 import shutil
 
 import pytest
 import torch
 
 from inprocess.test_resume import RULE_FLAGS, RULES
-from trainer import TINY, metrics, train, train_here, worker_params
+import mpi_harness
+from trainer import TINY, metrics, train, train_args, train_here, worker_params
 
 CASES = {
     "dsgd": ["--algorithm", "dsgd", "--topology", "ring"],
@@ -44,23 +46,44 @@ def in_process(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def four_ranks(tmp_path_factory):
+    """name -> the run directory of `mpirun -np 4` for that family, with the job's output. The trainer
+    runs as `python -m dsgd.train` would, every family in turn in one job (mpi_harness.Batch)."""
+    dirs = {name: tmp_path_factory.mktemp(f"np4-{name}") for name in FAMILIES}
+    jobs = mpi_harness.Batch({name: (4, train_args(dirs[name], *RULE_FLAGS, *CASES[name])) for name in FAMILIES})
+    return lambda name: (dirs[name], jobs.output(name))
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory, in_process):
+    """name -> the one-process run of that family resumed at step 6 as 2 ranks x 2 workers (1 x 4 -> 2 x 2),
+    every family in turn in one `mpirun -np 2` job."""
+    dirs = {}
+    for name in FAMILIES:
+        dirs[name] = tmp_path_factory.mktemp(f"np2-{name}") / "resumed"
+        shutil.copytree(in_process(name), dirs[name])
+    jobs = mpi_harness.Batch({name: (2, train_args(dirs[name], "--resume", str(dirs[name] / "checkpoints" /
+                                                                                  "step-00000006"),
+                                                   "--workers-per-rank", "2")) for name in FAMILIES})
+    return lambda name: (dirs[name], jobs.output(name))
+
+
 @pytest.mark.parametrize("name", FAMILIES)
-def test_four_ranks_of_one_worker_end_where_one_process_of_four_does(tmp_path, in_process, name):
-    log = train(4, tmp_path, *RULE_FLAGS, *CASES[name])
-    same(worker_params(tmp_path), worker_params(in_process(name)), name, "4 x 1")
-    assert [m["test_acc"] for m in metrics(tmp_path)] == pytest.approx(
+def test_four_ranks_of_one_worker_end_where_one_process_of_four_does(four_ranks, in_process, name):
+    run, log = four_ranks(name)
+    same(worker_params(run), worker_params(in_process(name)), name, "4 x 1")
+    assert [m["test_acc"] for m in metrics(run)] == pytest.approx(
         [m["test_acc"] for m in metrics(in_process(name))], abs=1e-3 if name in ALLREDUCE_AVERAGES else 0)
     if not torch.cuda.is_available():  # the cpu fallback notice is the job's, not each rank's
         assert log.count("no CUDA device visible") == 1, log[-2000:]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_two_ranks_of_two_workers_resume_the_one_process_run_exactly(tmp_path, in_process, name):
+def test_two_ranks_of_two_workers_resume_the_one_process_run_exactly(two_by_two, in_process, name):
     """Several ranks and several workers per rank in one checkpoint, written after a resume that
     changed the layout (1 x 4 -> 2 x 2)."""
-    resumed = tmp_path / "resumed"
-    shutil.copytree(in_process(name), resumed)
-    train(2, resumed, "--resume", str(resumed / "checkpoints" / "step-00000006"), "--workers-per-rank", "2")
+    resumed, _ = two_by_two(name)
     assert sorted(p.name for p in (resumed / "checkpoints" / "step-00000012").iterdir()) == [
         "manifest.json", "rank0.pt", "rank1.pt"]
     same(worker_params(resumed), worker_params(in_process(name)), name, "2 x 2 resumed")

@@ -20,6 +20,11 @@ def _user_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     np.save(tmp_path / "notstochastic.npy", np.ones((1, 1)) * 0.5)
     np.savetxt(tmp_path / "W3.txt", np.full((3, 3), 1 / 3))
+    (tmp_path / "twice.yaml").write_text("lr: 0.1\nlr: 0.2\n")
+    (tmp_path / "latin1.yaml").write_bytes("lr: 0.1  # d\xe9faut\n".encode("latin-1"))
+    np.save(tmp_path / "identity.npy", np.eye(4))
+    np.save(tmp_path / "two_pairs.npy", np.kron(np.eye(2), np.full((2, 2), 0.5)))
+    (tmp_path / "chain.txt").write_text("0 1\n1 2\n2 3\n")  # 3 reaches nobody
     return tmp_path
 
 
@@ -41,8 +46,9 @@ CASES = [
     (["--threads", "100000"], "--threads must be in [0, 1024], got 100000"),
     (["--epochs", "inf"], "--epochs must be a finite number, got inf"),
     (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number, got inf"),
-    (["--milestones", "1,inf"], "milestones must be tuple, got '1,inf'"),
-    (["--switch-epochs", "inf"], "switch_epochs must be tuple, got 'inf'"),
+    (["--milestones", "1,inf"], "--milestones must be a finite number, got 1,inf"),
+    (["--switch-epochs", "inf"], "--switch-epochs must be a finite number, got inf"),
+    (["--milestones", "1,soon"], "milestones must be a list of numbers, got '1,soon'"),
     (["--qsr-alpha", "inf"], "--qsr-alpha must be a finite number, got inf"),
     (["--qsr-power", "inf"], "--qsr-power must be a finite number, got inf"),
     (["--lr", "nan"], "--lr must be a finite number, got nan"),
@@ -110,6 +116,32 @@ CASES = [
      "--partition shards:k=10: 7000 workers x k=10 shards = 70000 shards but only 60000 samples: some shards, "
      "and workers, would be empty"),
     (["--probe-samples", "0"], "--probe-samples must be >= 1, got 0"),
+    (["--model", "cnn", "--norm", "gn", "--n-groups", "5"],
+     "--n-groups 5 does not fit --model cnn: n_groups=5 does not divide a layer of 32 channels"),
+    (["--model", "mlp", "--norm", "bn", "--batch-size", "1"],
+     "--batch-size 1 with --norm bn: BatchNorm normalizes over a batch and needs at least 2 samples"),
+    (["--model", "mlp", "--algorithm", "csgd", "--compress", "top-k:count=100000000"],
+     "--compress top-k:count=100000000: count 100000000 is more than the"),
+    (["--batch-size", "100000000", "--replacement", "true"],
+     "batch-size 100000000 is larger than the training set (60000)"),
+    (["--config", "{tmp}/latin1.yaml"], "recipe {tmp}/latin1.yaml is not UTF-8 text (byte 0xe9 at offset 12)"),
+    (["--config", "{tmp}/twice.yaml"], "key 'lr' given twice (line 2)"),
+    (["--topology", "matrix-file:path={tmp}/identity.npy", "--workers-per-rank", "4"],
+     "is not connected: 4 groups of workers ([0]; [1]; [2]; ...) do not all reach each other"),
+    (["--topology", "matrix-file:path={tmp}/two_pairs.npy", "--workers-per-rank", "4"],
+     "is not connected: 2 groups of workers ([0, 1]; [2, 3]) do not all reach each other"),
+    (["--algorithm", "sgp", "--topology", "digraph-file:path={tmp}/chain.txt", "--workers-per-rank", "4",
+      "--momentum", "0"], "is not strongly connected: 4 groups of workers"),
+    (["--algorithm", "qgm", "--compress", "sign"], "--algorithm qgm mixes dense"),
+    (["--algorithm", "csgd", "--compress", "random-k:ratio=0.1,shared=yes-please"],
+     "random-k option shared must be true or false, got 'yes-please'"),
+    (["--algorithm", "choco", "--compress", "qsgd:levels=4,scaled=ture", "--workers-per-rank", "4"],
+     "qsgd option scaled must be true or false, got 'ture'"),
+    (["--algorithm", "csgd", "--compress", "top-k:ratio=0.5,ratio=0.01"],
+     "option 'ratio' given twice in codec spec 'top-k:ratio=0.5,ratio=0.01'"),
+    (["--algorithm", "csgd", "--compress", "top-k:ratio=-0.5,count=3"], "top-k: give ratio or count, not both"),
+    (["--partition", "dirichlet:alpha=0.1,alpha=0.2"], "option 'alpha' given twice in partition spec"),
+    (["--topology", "ring:seed=1,seed=2", "--workers-per-rank", "4"], "option 'seed' given twice in topology spec"),
 ]
 
 
@@ -188,3 +220,17 @@ def test_help_shows_each_option_type_or_choices_and_its_default_once():
         assert action.metavar and action.metavar != "V", flag
         if f.metadata.get("choices"):
             assert action.metavar == "{" + ",".join(f.metadata["choices"]) + "}"
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(FAST + ["--out", ""]) == 2
+    assert capsys.readouterr().err == "dsgd.train: error: --out must be a directory, not empty, got ''\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_benchmark_started_without_mpirun_on_a_graph_it_cannot_build_says_so_in_one_line():
+    res = subprocess.run([sys.executable, "-m", "dsgd.bench", "compress"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr == ("python -m dsgd.bench compress: error: --topology on 1 rank(s): ring needs n >= 3, got n=1 "
+                          "(for n=2 use complete); start it under mpirun -np N with more ranks\n")

@@ -112,7 +112,14 @@ def test_random_draws_are_keyed_by_seed_step_and_worker():
 @pytest.mark.parametrize("spec, message", [
     ("zip", "unknown codec 'zip'"), ("top-k", "exactly one of ratio"), ("top-k:ratio=2", "ratio must be in (0, 1]"),
     ("qsgd:levels=300", "levels must be in 1..127"), ("sign:bits=2", "takes no option 'bits'"),
-    ("int8:block=x", "block must be int"), ("top-k:ratio", "must be key=value")])
+    ("int8:block=x", "block must be int"), ("top-k:ratio", "expected key=value"),
+    ("random-k:ratio=0.1,shared=yes-please", "random-k option shared must be true or false, got 'yes-please'"),
+    ("qsgd:levels=4,scaled=ture", "qsgd option scaled must be true or false, got 'ture'"),
+    ("top-k:ratio=0.5,ratio=0.01", "option 'ratio' given twice in codec spec 'top-k:ratio=0.5,ratio=0.01'"),
+    ("top-k:ratio=-0.5,count=3", "give ratio or count, not both"),
+    ("top-k:ratio=-0.5", "top-k ratio must be in (0, 1], got -0.5"),
+    ("random-k:count=0", "random-k count must be >= 1, got 0"),
+    ("top-k:ratio=nan", "ratio must be a finite number")])
 def test_bad_codec_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_codec(spec)

@@ -50,7 +50,8 @@ def test_specs_parse(spec, parsed):
     ("shards:k=1.5", "shards k must be an integer, got '1.5'"),
     ("shards:alpha=1", "partition shards takes no option 'alpha'"),
     ("sorted:k=2", "partition sorted takes no option 'k'"),
-    ("shards:k", "partition option 'k' must be key=value"),
+    ("shards:k", "bad option 'k' in partition spec 'shards:k' (expected key=value)"),
+    ("dirichlet:alpha=0.1,alpha=0.2", "option 'alpha' given twice in partition spec 'dirichlet:alpha=0.1,alpha=0.2'"),
 ])
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):

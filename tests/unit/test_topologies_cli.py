@@ -93,3 +93,18 @@ def test_draw_writes_a_png(tmp_path):
 def test_draw_to_an_unwritable_place_is_one_error_line(tmp_path):
     assert_one_line_error(cli("draw", "ring", 4, "-o", tmp_path / "no" / "dir" / "r.png"),
                           "cannot write")
+
+
+@pytest.mark.parametrize("parse, spec", [
+    ("topology", "ring:seed=1,seed=2"), ("codec", "top-k:count=3,count=4"), ("partition", "shards:k=2,k=3")])
+def test_topologies_codecs_and_partitions_share_one_grammar(parse, spec):
+    """A key given twice (likewise an option without '=') is refused the same way in every kind of spec."""
+    from dsgd.compress import parse_codec
+    from dsgd.data.partition import parse_partition
+    from topologies.options import parse_spec
+    read = {"topology": parse_spec, "codec": parse_codec, "partition": parse_partition}[parse]
+    key = spec.split(":")[1].split("=")[0]
+    with pytest.raises(ValueError, match=f"option '{key}' given twice in {parse} spec '{spec}'"):
+        read(spec)
+    with pytest.raises(ValueError, match="expected key=value"):
+        read(spec.split("=")[0])
