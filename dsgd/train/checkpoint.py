@@ -75,12 +75,19 @@ def atomic_write(path: Path, write) -> dict:
     never write into the same temporary file."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        hashing = _HashingFile(f)
-        write(hashing)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            hashing = _HashingFile(f)
+            write(hashing)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk: no half-written file is left, and the error names the file
+        tmp.unlink(missing_ok=True)
+        cause = e if isinstance(e, OSError) else e.__cause__ or e.__context__  # torch.save wraps its writer's OSError
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, os.strerror(cause.errno), str(path)) from e
+        raise
     _fsync_dir(path.parent)
     return {"sha256": hashing.sha256.hexdigest(), "bytes": hashing.bytes}
 

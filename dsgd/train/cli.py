@@ -275,6 +275,11 @@ def _main(argv: list[str] | None, comm=None) -> int:
         else:
             time.sleep(2.0)  # the rank that speaks ends the job; if it cannot, this one still will
         abort_job(RUN_ERROR, in_process)
+    except OSError as e:  # a full disk, a lost mount: what was written atomically is whole; end the job
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"dsgd.train: error: rank {comm.rank}: {e.strerror or e}{where}; {last_checkpoint(out)} once the "
+              f"cause is fixed", file=sys.stderr, flush=True)
+        abort_job(RUN_ERROR, in_process)
     finally:
         run.stop.restore()
     run.log.close()

@@ -224,3 +224,38 @@ def test_metrics_rows_are_on_disk_as_soon_as_they_are_logged(tmp_path):
     assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
         {"step": 2, "test_acc": 0.5}]
     log.close()
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+def test_a_full_disk_while_checkpointing_ends_the_run_in_one_line_and_the_last_checkpoint_resumes(tmp_path,
+                                                                                                   monkeypatch):
+    """The write fails inside torch.save (which wraps the OSError): no half-written file stays, the
+    line names the file, and latest.json still names the checkpoint before it."""
+    import errno
+
+    from dsgd.train import checkpoint
+    real_save = checkpoint.torch.save
+
+    def full_after_two(obj, f):
+        if isinstance(obj, dict) and obj.get("step") == 4:  # the third checkpoint (0, 2, 4)
+            f.write(b"x" * 10)
+            try:  # as torch's writer does: its file's OSError becomes the context of a RuntimeError
+                raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError:
+                raise RuntimeError("unexpected pos") from None
+        return real_save(obj, f)
+
+    flags = [*TINY, "--algorithm", "local", "--steps-per-epoch", "6", "--checkpoint-every", "2", "--eval-every", "6"]
+    monkeypatch.setattr(checkpoint.torch, "save", full_after_two)
+    res = train_here(1, tmp_path, *flags, ok=False)
+    assert res.returncode == 3
+    ckpt = tmp_path / "checkpoints"
+    assert lines(res.stdout)[-1] == (f"dsgd.train: error: rank 0: No space left on device while writing "
+                                     f"{ckpt / 'step-00000004' / 'rank0.pt'}; the last good checkpoint is "
+                                     f"{ckpt / 'step-00000002'} (resume with --resume {tmp_path}) once the cause "
+                                     f"is fixed")
+    assert not list(ckpt.rglob("*.tmp")) and latest_step(tmp_path) == 2
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    train_here(1, tmp_path, "--resume", str(tmp_path))
+    assert latest_step(tmp_path) == 6

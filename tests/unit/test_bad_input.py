@@ -105,6 +105,8 @@ CASES = [
     (["--steps-per-epoch", "100000"], "steps-per-epoch 100000 needs"),
     (["--batch-size", "70000"], "is larger than the training set"),
     (["--resume", "{tmp}/nowhere"], "no checkpoint to resume from in {tmp}/nowhere"),
+    (["--resume", "{tmp}/run/checkpoints/step-bogus"],
+     "no checkpoint to resume from in {tmp}/run/checkpoints/step-bogus (expected checkpoints/latest.json)"),
     (["--resume", "auto", "--overwrite", "true"], "--overwrite true starts a new run and --resume continues one"),
     (["--partition", "zebra"], "--partition: unknown partition 'zebra' (known: iid, dirichlet:alpha=A, shards:k=K, "
      "sorted)"),
