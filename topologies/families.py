@@ -131,6 +131,37 @@ def _matrix_file(n: int, weights: Weights, path: Any = None) -> Topology:
                            default_weights="file", options={"path": path})
 
 
+def from_graph(G: nx.Graph, weights: Weights = "default") -> Topology:
+    """A user's undirected networkx graph on nodes 0..n-1 (worker i is node i), weighted like a
+    graph file ("default": Metropolis-Hastings). Refused when it is directed or not connected."""
+    if not isinstance(G, nx.Graph) or G.is_directed():
+        raise TopologyError("from_graph takes an undirected networkx graph (for push-sum, give a column-"
+                            "stochastic matrix to from_matrix)")
+    n = G.number_of_nodes()
+    if sorted(G.nodes) != list(range(n)):
+        raise TopologyError(f"the graph's nodes must be 0..{n - 1} (worker i is node i), got {sorted(G.nodes)[:5]}...")
+    _refuse_split(G, "the graph", "its workers would never agree")
+    return _weighted("graph-file", G, _resolve_weights(FAMILIES["graph-file"], weights), path="<networkx graph>")
+
+
+def from_matrix(W: Any) -> Topology:
+    """A user's mixing matrix W (numpy, n x n), checked like a matrix file: doubly stochastic, or
+    column stochastic for push-sum; every worker reaching every other."""
+    W = np.array(W, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise TopologyError(f"a mixing matrix must be square, got shape {W.shape}")
+    stochastic = "doubly" if np.allclose(W.sum(1), 1) else "column"
+    if stochastic == "doubly":
+        validate_mixing_matrix(W, name="the matrix")
+    elif not (np.all(W >= 0) and np.allclose(W.sum(0), 1)):
+        raise TopologyError("the matrix is neither doubly stochastic nor column stochastic (a push graph)")
+    directed = not np.array_equal(W > 0, (W > 0).T)
+    G = graph_of(W, directed or stochastic == "column")
+    _refuse_split(G, "the matrix", "its workers would never agree")
+    return Topology.static("matrix-file", W, G, weights="file", default_weights="file",
+                           options={"path": "<numpy matrix>"}, stochastic=stochastic)
+
+
 def _one_peer_exponential(n: int, weights: Weights) -> Topology:
     peers = dynamic.one_peer_exponential_peers(n)
     return Topology("one-peer-exponential", n, dynamic.one_peer_exponential(n),

@@ -51,22 +51,36 @@ class WorkerSet:
     """K replicas of `model`, identical at the start, trained one after another."""
 
     def __init__(self, model: torch.nn.Module, K: int, first_worker: int, optim_cfg, device):
-        self.K, self.first_worker, self.device = K, first_worker, device
-        self.models = [copy.deepcopy(model).to(device) for _ in range(K)]
-        names = [n for n, _ in self.models[0].named_parameters()]
+        models = [copy.deepcopy(model).to(device) for _ in range(K)]
+        names = [n for n, _ in models[0].named_parameters()]
+        self._bind(models, [make_optimizer(list(m.parameters()), names, optim_cfg) for m in models], first_worker,
+                   device)
+
+    @classmethod
+    def of(cls, models: Sequence[torch.nn.Module], optimizers: Sequence[torch.optim.Optimizer], first_worker: int,
+           device=None, bucket_bytes: int | None = None) -> "WorkerSet":
+        """The caller's own models and optimizers (the library's), bound in place: no copies."""
+        workers = cls.__new__(cls)
+        workers._bind(list(models), list(optimizers), first_worker, device, bucket_bytes)
+        return workers
+
+    def _bind(self, models, optimizers, first_worker: int, device, bucket_bytes: int | None = None) -> None:
+        """Make the models' parameters, gradients and buffers rows of shared flat buffers."""
+        self.K, self.first_worker = len(models), first_worker
+        self.device = device if device is not None else next(models[0].parameters()).device
+        self.models, self.optimizers = models, optimizers
         params = [list(m.parameters()) for m in self.models]
-        self.layout = BucketLayout(params[0])
-        self.params = self.layout.allocate(K)
-        self.grads = self.layout.allocate(K)
-        for k in range(K):
+        self.layout = BucketLayout(params[0]) if bucket_bytes is None else BucketLayout(params[0], bucket_bytes)
+        self.params = self.layout.allocate(self.K)
+        self.grads = self.layout.allocate(self.K)
+        for k in range(self.K):
             bind_(self.layout, self.params, k, params[k])
             bind_grads_(self.layout, self.grads, k, params[k])
-        self.optimizers = [make_optimizer(params[k], names, optim_cfg) for k in range(K)]
         self._state_layout = None
         # Buffers live in flat storage too: mixing averages the floating-point buckets in place.
         self.buffer_layout = BucketLayout(list(self.models[0].buffers()))
-        self.buffers = self.buffer_layout.allocate(K)
-        for k in range(K):
+        self.buffers = self.buffer_layout.allocate(self.K)
+        for k in range(self.K):
             bind_buffers_(self.models[k], self.buffer_layout, self.buffers, k)
 
     @property

@@ -1,0 +1,148 @@
+"""Every algorithm dsgd has, as a recipe the optimizer wrapper turns into a rule once it knows the
+number of workers. A topology is a spec ("ring", "torus:rows=4,cols=4", "exponential"...), a
+networkx graph on nodes 0..n-1, a numpy mixing matrix, or a `topologies.Topology`.
+
+    dsgd.algorithms.dsgd("ring")                 # D-SGD (gossip after each step)
+    dsgd.algorithms.local_sgd(period=8)          # average every 8 steps
+    dsgd.algorithms.gradient_tracking(nx.cycle_graph(8))
+
+A rule of one's own is a subclass of `dsgd.Rule` given directly to the wrapper.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import networkx as nx
+import numpy as np
+
+import topologies
+from dsgd.compress import parse_codec
+from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
+                        PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
+from dsgd.schedules import Gossip, LocalSGD, ParallelSGD
+
+NEVER_ENDS = 2 ** 62  # a run's length, where a schedule asks for one: the library's loop has no end
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A named recipe: `build(n_workers)` gives the rule for a job of that many workers."""
+
+    name: str
+    make: Callable[[int], Rule] = field(repr=False)
+    settings: dict = field(default_factory=dict)
+
+    def build(self, n_workers: int) -> Rule:
+        return self.make(n_workers)
+
+
+def topology(spec: Any, n: int) -> topologies.Topology:
+    """A spec, a networkx graph, a numpy matrix or a Topology, for N workers."""
+    if isinstance(spec, topologies.Topology):
+        topo = spec
+    elif isinstance(spec, str):
+        topo = topologies.from_spec(spec, n)
+    elif isinstance(spec, nx.Graph):
+        topo = topologies.from_graph(spec)
+    else:
+        topo = topologies.from_matrix(np.asarray(spec))
+    if topo.n != n:
+        raise topologies.TopologyError(f"the topology has {topo.n} workers, the job {n}")
+    return topo
+
+
+def _doubly(spec, n, name):
+    topo = topology(spec, n)
+    if topo.stochastic != "doubly":
+        raise topologies.TopologyError(f"{name} needs a doubly stochastic W; {topo.name} is only column-stochastic "
+                                       f"(a push graph): use push_sum")
+    return topo
+
+
+def _codec(compress: str):
+    return parse_codec(compress)
+
+
+def csgd(compress: str = "none", seed: int = 0) -> Algorithm:
+    """C-SGD: gradients averaged over every worker before each step (error-feedback compressed
+    with a codec other than "none"; "powersgd:rank=R" for PowerSGD)."""
+    def make(n):
+        if compress == "none":
+            return OptimizerRule(ParallelSGD(n))
+        codec = _codec(compress)
+        if getattr(codec, "low_rank", False):
+            return PowerSGDAveraging(ParallelSGD(n), codec.rank, seed)
+        return CompressedAveraging(ParallelSGD(n), codec, seed)
+    return Algorithm("csgd", make, {"compress": compress})
+
+
+def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
+    """Local SGD: parameters averaged every PERIOD steps (the change since the last average
+    error-feedback compressed with a codec)."""
+    def make(n):
+        schedule = LocalSGD(n, period, NEVER_ENDS)
+        return OptimizerRule(schedule) if compress == "none" else CompressedAveraging(schedule, _codec(compress), seed)
+    return Algorithm("local", make, {"period": period, "compress": compress})
+
+
+def dsgd(topology_spec: Any = "ring", local_steps: int = 1, global_every: int = 0, combine_first: bool = False,
+         overlap: bool = False) -> Algorithm:
+    """D-SGD: the optimizer steps, then parameters are mixed with W(t) (adapt-then-combine; combine
+    first with combine_first=True); overlap=True leaves that exchange in flight until the next step."""
+    def make(n):
+        topo = _doubly(topology_spec, n, "dsgd")
+        return OptimizerRule(Gossip(topo, local_steps, global_every, combine_first), overlap)
+    return Algorithm("dsgd", make, {"topology": topology_spec, "local_steps": local_steps})
+
+
+def gradient_tracking(topology_spec: Any = "ring") -> Algorithm:
+    """Gradient tracking (plain SGD steps by its own recursion; the wrapped optimizer's lr is read)."""
+    return Algorithm("gradient-tracking", lambda n: GradientTracking(Gossip(_doubly(topology_spec, n, "gradient "
+                                                                                                     "tracking"))),
+                     {"topology": topology_spec})
+
+
+def exact_diffusion(topology_spec: Any = "ring") -> Algorithm:
+    """Exact diffusion: D^2's recursion mixed with (I + W) / 2."""
+    return Algorithm("exact-diffusion", lambda n: Diffusion(Gossip(_doubly(topology_spec, n, "exact diffusion")),
+                                                            exact=True), {"topology": topology_spec})
+
+
+def d2(topology_spec: Any = "ring") -> Algorithm:
+    """D^2: needs every W's smallest eigenvalue above -1/3."""
+    def make(n):
+        topo = _doubly(topology_spec, n, "d2")
+        low = min(smallest_eigenvalue(topo.W(t)) for t in range(topo.period))
+        if low <= D2_EIGENVALUE_BOUND:
+            raise topologies.TopologyError(f"d2 needs every W's eigenvalues above -1/3, but {topo.name} on {n} "
+                                           f"workers has {low:.4f}: use exact_diffusion")
+        return Diffusion(Gossip(topo), exact=False)
+    return Algorithm("d2", make, {"topology": topology_spec})
+
+
+def qgm(topology_spec: Any = "ring", momentum: float = 0.9, buffer_factor: float = 0.9,
+        nesterov: bool = False) -> Algorithm:
+    """Quasi-global momentum: momentum from the mixed progress (its own SGD recursion)."""
+    return Algorithm("qgm", lambda n: QuasiGlobalMomentum(Gossip(_doubly(topology_spec, n, "qgm")), momentum,
+                                                          buffer_factor, nesterov),
+                     {"topology": topology_spec, "momentum": momentum, "buffer_factor": buffer_factor})
+
+
+def push_sum(topology_spec: Any = "directed-exponential") -> Algorithm:
+    """Push-sum / SGP on a column-stochastic (push) graph, or a doubly stochastic one."""
+    return Algorithm("sgp", lambda n: PushSum(Gossip(topology(topology_spec, n))), {"topology": topology_spec})
+
+
+def choco(topology_spec: Any = "ring", compress: str = "sign", consensus_step: float = 0.5,
+          seed: int = 0) -> Algorithm:
+    """CHOCO-SGD: compressed gossip of x_half - x_hat with consensus step gamma."""
+    if not 0 < consensus_step <= 1:
+        raise ValueError(f"consensus_step must be in (0, 1], got {consensus_step}")
+    return Algorithm("choco", lambda n: Choco(Gossip(_doubly(topology_spec, n, "choco")), _codec(compress),
+                                              consensus_step, seed),
+                     {"topology": topology_spec, "compress": compress, "consensus_step": consensus_step})
+
+
+__all__ = ["Algorithm", "choco", "csgd", "d2", "dsgd", "exact_diffusion", "gradient_tracking", "local_sgd",
+           "push_sum", "qgm", "topology"]

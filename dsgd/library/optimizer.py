@@ -1,0 +1,212 @@
+"""The optimizer wrapper: the user's torch optimizer, with one step of a dsgd rule per `step()`.
+
+It shares the wrapped optimizer's `param_groups` and `state`, so learning-rate schedulers and
+anything else that reads or sets them keep working; the learning rate is read from
+`param_groups` at every step (also by the rules that update by their own recursion). Steps are
+counted in `step()` calls, so gradients accumulated over several backward passes make one step.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+
+from dsgd.rules import Rule
+from dsgd.train.engine import Engine
+from dsgd.train.workers import WorkerSet
+
+from .algorithms import Algorithm
+from .world import World
+
+STATE_FORMAT = "dsgd-optimizer-1"
+
+
+def _refuse_wrapped(model: torch.nn.Module) -> None:
+    """Models whose parameters another system owns cannot be bound to dsgd's buffers."""
+    kind = type(model).__name__
+    if kind in ("DistributedDataParallel", "FullyShardedDataParallel", "DataParallel"):
+        raise ValueError(f"the model is wrapped in {kind}, which averages gradients itself: give dsgd the plain "
+                         f"module (dsgd does the communication)")
+    if kind == "OptimizedModule":
+        raise ValueError("the model is a torch.compile module: give dsgd the plain module, and compile it after "
+                         "the DecentralizedOptimizer is made (its parameters then live in dsgd's buffers)")
+    if any(type(p).__name__ == "DTensor" for p in model.parameters()):
+        raise ValueError("the model has sharded (DTensor) parameters: dsgd mixes whole parameters")
+
+
+class DecentralizedOptimizer(torch.optim.Optimizer):
+    """OPTIMIZER (a torch optimizer over MODEL's parameters) run as one worker of a dsgd job.
+
+    Args:
+        optimizer: the user's optimizer; with several workers per rank, one per model (a list).
+        model: the module it trains; a list of modules for several workers per rank.
+        algorithm: an `Algorithm` from dsgd.algorithms, or a `Rule` of one's own (built for the job's
+            number of workers).
+        world: from `dsgd.start()`; default: MPI, one worker per rank.
+        mix_buffers: mix BatchNorm running statistics with the parameters.
+        mix_optimizer_state: mix momentum / Adam moments with the parameters.
+        broadcast: start every worker from rank 0's parameters and buffers.
+        bucket_bytes: parameters are packed into flat buckets of about this many bytes (default
+            dsgd.comm.buckets.DEFAULT_CAP_BYTES); codecs compress bucket by bucket.
+    """
+
+    def __init__(self, optimizer, model, algorithm: Algorithm | Rule, world: World | None = None, *,
+                 mix_buffers: bool = True, mix_optimizer_state: bool = False, broadcast: bool = True,
+                 bucket_bytes: int | None = None):
+        if world is None:
+            from .world import start
+            world = start()
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+        if len(models) != world.workers_per_rank or len(optimizers) != len(models):
+            raise ValueError(f"this world has {world.workers_per_rank} worker(s) per rank: give that many models and "
+                             f"optimizers (got {len(models)} and {len(optimizers)})")
+        for m, o in zip(models, optimizers):
+            _refuse_wrapped(m)
+            mine = {id(p) for p in m.parameters()}
+            theirs = [p for g in o.param_groups for p in g["params"]]
+            if {id(p) for p in theirs} != mine or len(theirs) != len(mine):
+                raise ValueError("the optimizer must hold exactly the model's parameters (one worker = one model "
+                                 "and its optimizer)")
+        self.world, self.models, self.optimizer = world, models, optimizers[0]
+        self.optimizers = optimizers
+        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
+        self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = {}, {}
+        self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks = {}, {}
+        self.workers = WorkerSet.of(models, optimizers, world.first_worker, bucket_bytes=bucket_bytes)
+        if broadcast:
+            world.broadcast_([*self.workers.params, *self.workers.buffers])
+        self.rule = algorithm.build(world.n_workers) if isinstance(algorithm, Algorithm) else algorithm
+        decay = {id(p): g.get("weight_decay", 0.0) for g in self.optimizer.param_groups for p in g["params"]}
+        self.engine = Engine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
+                             weight_decay=[decay[id(p)] for p in models[0].parameters()])
+        self.rule.attach(self.engine)
+        self.steps = 0
+        self._in_flight = None
+
+    # torch.optim.Optimizer's attributes are the wrapped optimizer's (also after it loads a state_dict,
+    # which replaces its lists)
+    @property
+    def param_groups(self) -> list:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self):
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict:
+        return self.optimizer.defaults
+
+    def _lr(self, t: int) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    # -- the step ------------------------------------------------------------------------------
+    def step(self, closure=None):
+        """One step of the rule: the local update and whatever exchange the rule makes at this step."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.finish()
+        self._rebind_grads()
+        self._share_hyperparameters()
+        self._in_flight = self.rule.step(self.steps, self.engine)
+        self.steps += 1
+        return loss
+
+    def _share_hyperparameters(self) -> None:
+        """With several workers per rank, the first optimizer's settings (lr set by a scheduler...)
+        are every worker's."""
+        for other in self.optimizers[1:]:
+            for mine, first in zip(other.param_groups, self.param_groups):
+                mine.update({k: v for k, v in first.items() if k != "params"})
+
+    def finish(self) -> None:
+        """Complete an exchange the last step left in flight (dsgd with overlap=True)."""
+        if self._in_flight is not None:
+            self._in_flight.wait()
+            self._in_flight = None
+
+    def __enter__(self) -> "DecentralizedOptimizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+    @torch.no_grad()
+    def _rebind_grads(self) -> None:
+        """Gradients must sit in dsgd's buffer: after `zero_grad(set_to_none=True)` on the model (or
+        anything else that replaced `.grad`), copy them in and point `.grad` there again."""
+        layout = self.workers.layout
+        for k, model in enumerate(self.models):
+            for i, p in enumerate(model.parameters()):
+                view = layout.view(self.workers.grads, k, i)
+                if p.grad is None:
+                    view.zero_()
+                elif p.grad.data_ptr() != view.data_ptr() or p.grad.shape != view.shape:
+                    view.copy_(p.grad)
+                else:
+                    continue
+                p.grad = view
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero every worker's gradients in place (whatever `set_to_none` says: the gradients must
+        stay in the buffers the exchange reads)."""
+        self._rebind_grads()
+        for g in self.workers.grads:
+            g.zero_()
+
+    def add_param_group(self, param_group: dict) -> None:
+        raise ValueError("add_param_group after the DecentralizedOptimizer is made would leave the new parameters "
+                         "out of the exchange: add every group to the optimizer before wrapping it")
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The whole algorithm state beside the model's own state_dict: the step count, the wrapped
+        optimizers' states, the rule's buffers (trackers, codec state) and the mixer's counters."""
+        return {"format": STATE_FORMAT, "steps": self.steps,
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "rule": self.rule.state_dict(), "mixer": self.world.mixer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a DecentralizedOptimizer state ({STATE_FORMAT})")
+        self.finish()
+        for o, saved in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(saved)
+        self.rule.load_state_dict(state["rule"])
+        self.world.mixer.load_state_dict(state["mixer"])
+        self.steps = int(state["steps"])
+
+    # -- the average model ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Within the block every worker's model holds the average of all workers' parameters and
+        floating-point buffers (BatchNorm statistics): evaluate x_bar; on leaving, each worker's own
+        values come back."""
+        self.finish()
+        mine = [b.clone() for b in (*self.workers.params, *self.workers.buffers)]
+        targets = [*self.workers.params, *[b for b in self.workers.buffers if b.is_floating_point()]]
+        with torch.no_grad():
+            for t, mean in zip(targets, self.world.mixer.average(targets)):
+                t.copy_(mean.expand_as(t))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for t, saved in zip((*self.workers.params, *self.workers.buffers), mine):
+                    t.copy_(saved)
+
+    @property
+    def stats(self) -> dict:
+        """Bytes this rank sent and the time it spent communicating, so far."""
+        return self.world.mixer.stats.as_dict()
+
+    def __repr__(self) -> str:
+        return f"DecentralizedOptimizer({type(self.rule).__name__} over {self.world.n_workers} workers, " \
+               f"{self.optimizer!r})"
+
+
+__all__: Sequence[str] = ["DecentralizedOptimizer"]

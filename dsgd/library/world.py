@@ -1,0 +1,67 @@
+"""The world a training script runs in: this process's rank, its workers, the mixing step."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from dsgd.comm import Mixer, SelfCommunicator, make_communicator
+
+
+class World:
+    """COMM (a dsgd communicator) and the workers each rank holds; worker i of the job is row
+    i % workers_per_rank of rank i // workers_per_rank."""
+
+    def __init__(self, comm, workers_per_rank: int = 1):
+        if int(workers_per_rank) < 1:
+            raise ValueError(f"workers_per_rank must be >= 1, got {workers_per_rank}")
+        self.comm, self.workers_per_rank = comm, int(workers_per_rank)
+        self.mixer = Mixer(comm, self.workers_per_rank)
+
+    @property
+    def rank(self) -> int:
+        return self.comm.rank
+
+    @property
+    def size(self) -> int:
+        return self.comm.size
+
+    @property
+    def n_workers(self) -> int:
+        return self.size * self.workers_per_rank
+
+    @property
+    def first_worker(self) -> int:
+        return self.rank * self.workers_per_rank
+
+    @torch.no_grad()
+    def broadcast_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Every worker's rows of TENSORS (shaped (workers_per_rank, ...)) become worker 0's: one
+        identical start. A sum of worker 0's values and zeros, so the copy is exact."""
+        for t in tensors:
+            first = t.detach().reshape(t.shape[0], -1)[:1]
+            buf = first.clone() if self.rank == 0 else torch.zeros_like(first)
+            self.comm.allreduce_sum_(buf)
+            t.copy_(buf.reshape(1, *t.shape[1:]).expand_as(t))
+
+    @torch.no_grad()
+    def mix_(self, tensors: Sequence[torch.Tensor], W) -> None:
+        """x_i <- sum_j W[i, j] x_j in place, for each of this rank's tensors (with several workers
+        per rank: tensors shaped (workers_per_rank, ...), row k being worker first_worker + k)."""
+        W = np.asarray(W, dtype=np.float64)
+        if W.shape != (self.n_workers, self.n_workers):
+            raise ValueError(f"W must be {self.n_workers} x {self.n_workers} (the job's workers), got {W.shape}")
+        K = self.workers_per_rank
+        rows = [t.reshape(K, -1) if K > 1 else t.reshape(1, -1) for t in tensors]
+        if any(r.data_ptr() != t.data_ptr() for r, t in zip(rows, tensors)):
+            raise ValueError("mix_ needs contiguous tensors (it mixes them in place)")
+        self.mixer.mix_(rows, W)
+
+
+def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu") -> World:
+    """The world of this process: "mpi" (under mpirun; one rank alone without it), "torch"
+    (torch.distributed under torchrun, gloo on the CPU, NCCL on a GPU), or "self" (every worker in
+    this process: tests and notebooks, with workers_per_rank > 1)."""
+    comm = SelfCommunicator() if backend == "self" else make_communicator(backend, torch.device(device))
+    return World(comm, workers_per_rank)

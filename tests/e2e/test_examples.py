@@ -1,0 +1,45 @@
+"""The library's examples run as their docstrings launch them (shortened), each under mpirun -np 4."""
+import re
+
+import pytest
+
+import mpi_harness
+from dsgd.launcher import REPO
+
+JOBS = {"own model": (4, [str(REPO / "examples" / "own_model.py"), "--steps", "40"]),
+        "own rule": (4, [str(REPO / "examples" / "own_rule.py")])}
+
+
+def readme_script() -> str:
+    """The README's "Your own training script" block, as written."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Your own training script"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("```\n", 10)]
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    script = tmp_path_factory.mktemp("readme") / "train.py"
+    script.write_text(readme_script())
+    return mpi_harness.Batch({**JOBS, "readme": (4, [str(script)])}, timeout=300)
+
+
+def test_the_readmes_own_script_is_at_most_20_lines_with_its_launch_line_and_runs_on_4_ranks(jobs):
+    lines = readme_script().strip().splitlines()
+    assert len(lines) <= 20 and lines[-1].startswith("# mpirun -np 4")
+    accuracies = re.findall(r"^([0-3]) ([0-9.]+)$", jobs.output("readme"), re.M)
+    assert sorted(r for r, _ in accuracies) == ["0", "1", "2", "3"]
+
+
+def test_your_own_cnn_and_dataloader_learn_by_gossip_and_the_average_is_evaluated(jobs):
+    out = jobs.output("own model")
+    accuracy = float(re.search(r"epoch 1: average model accuracy ([0-9.]+)", out).group(1))
+    assert accuracy > 0.6, out  # 40 steps of 4 workers; chance is 0.1
+
+
+def test_a_rule_of_your_own_in_under_40_lines_brings_the_ranks_together(jobs):
+    source = (REPO / "examples" / "own_rule.py").read_text()
+    rule = source[source.index("class DampedGossip"):source.index('if __name__')]
+    assert len(rule.strip().splitlines()) <= 40
+    distances = [float(d) for d in re.findall(r"distance to rank 0's model ([0-9.e-]+)", jobs.output("own rule"))]
+    assert len(distances) == 4 and distances[0] == 0 and max(distances) < 0.2, distances

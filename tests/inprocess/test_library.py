@@ -1,0 +1,196 @@
+"""dsgd as a library: the user's own model, optimizer and loop, with a rule on the optimizer.
+
+Every rule driven through `dsgd.DecentralizedOptimizer` follows the numpy recursion of its paper
+(tests/mpi/programs/lsq.py) with the learning rate a torch scheduler sets; what the user's loop may do
+(zero_grad in any form, accumulate gradients, save and resume, evaluate the average) keeps the run
+exact. Here all 4 workers sit in one process (`dsgd.start("self", workers_per_rank=4)`); the same
+under real ranks is tests/mpi/test_library.py."""
+import io
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+import dsgd
+import topologies
+from library_models import LR0, LeastSquares, lr, lsq, train
+
+N, STEPS = 4, 30
+
+
+def setup(algorithm, momentum=0.0, problem=None):
+    problem = problem or lsq.Problem(N, seed=1)
+    world = dsgd.start("self", workers_per_rank=N)
+    models = [LeastSquares(problem, i) for i in range(N)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=LR0, momentum=momentum) for m in models]
+    # every worker starts at its own x0, as the oracles do (broadcast=True would start them at worker 0's);
+    # buckets of 4 and 3 float64 entries, as the oracles compress them
+    return problem, models, dsgd.DecentralizedOptimizer(optimizers, models, algorithm, world, broadcast=False,
+                                                        bucket_bytes=32)
+
+
+def xs(models):
+    return np.stack([m.x() for m in models])
+
+
+RING = topologies.from_spec("ring", N)
+EXPO = topologies.from_spec("one-peer-exponential", N)
+PUSH = topologies.from_spec("directed-exponential", N)
+RULES = {
+    "dsgd (spec)": (dsgd.algorithms.dsgd("ring"), lambda p: lsq.oracle_dsgd(p, RING.W, lr, STEPS)),
+    "dsgd (networkx graph)": (dsgd.algorithms.dsgd(nx.cycle_graph(N)),
+                              lambda p: lsq.oracle_dsgd(p, topologies.from_graph(nx.cycle_graph(N)).W, lr, STEPS)),
+    "dsgd (numpy W)": (dsgd.algorithms.dsgd(RING.W(0)), lambda p: lsq.oracle_dsgd(p, RING.W, lr, STEPS)),
+    "dsgd (time-varying)": (dsgd.algorithms.dsgd("one-peer-exponential"),
+                            lambda p: lsq.oracle_dsgd(p, EXPO.W, lr, STEPS)),
+    "gradient tracking": (dsgd.algorithms.gradient_tracking("ring"),
+                          lambda p: lsq.oracle_gradient_tracking(p, RING.W, lr, STEPS)),
+    "exact diffusion": (dsgd.algorithms.exact_diffusion("ring"),
+                        lambda p: lsq.oracle_diffusion(p, RING.W, lr, STEPS, exact=True)),
+    "d2": (dsgd.algorithms.d2("one-peer-exponential"),
+           lambda p: lsq.oracle_diffusion(p, EXPO.W, lr, STEPS, exact=False)),
+    "quasi-global momentum": (dsgd.algorithms.qgm("ring", momentum=0.9, buffer_factor=0.9),
+                              lambda p: lsq.oracle_qgm(p, RING.W, lr, STEPS, 0.9, 0.9)),
+    "push-sum": (dsgd.algorithms.push_sum("directed-exponential"),
+                 lambda p: lsq.oracle_push_sum(p, PUSH.W, lr, STEPS)),
+    "choco (sign)": (dsgd.algorithms.choco("ring", "sign", 0.4, seed=7),
+                     lambda p: lsq.oracle_choco(p, RING.W, lr, STEPS, dsgd.library.algorithms.parse_codec("sign"),
+                                                0.4, 7, RING.period)),
+    "csgd (int8, error feedback)": (dsgd.algorithms.csgd("int8:block=2", seed=5),
+                                    lambda p: lsq.oracle_ef_csgd(p, lr, STEPS,
+                                                                 dsgd.library.algorithms.parse_codec("int8:block=2"), 5)),
+}
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_each_rule_through_the_api_follows_its_numpy_recursion(name):
+    algorithm, oracle = RULES[name]
+    problem, models, opt = setup(algorithm)
+    train(opt, models, STEPS)
+    np.testing.assert_allclose(xs(models), oracle(problem), rtol=1e-9, atol=1e-9)
+    assert opt.steps == STEPS
+
+
+def test_local_sgd_averages_every_period_and_steps_alone_between():
+    problem, models, opt = setup(dsgd.algorithms.local_sgd(period=3))
+    train(opt, models, 10)
+    X = problem.x0.copy()
+    for t in range(10):
+        X = X - lr(t) * problem.grad(X)
+        if (t + 1) % 3 == 0:
+            X[:] = X.mean(0)
+    np.testing.assert_allclose(xs(models), X, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("zero", ["model.zero_grad() (set_to_none)", "optimizer.zero_grad(set_to_none=False)",
+                                  "no zero_grad, .grad = None by hand"])
+def test_zero_grad_in_any_form_gives_the_same_run(zero):
+    _, ref_models, ref = setup(dsgd.algorithms.dsgd("ring"), momentum=0.9)
+    train(ref, ref_models, 12)
+    _, models, opt = setup(dsgd.algorithms.dsgd("ring"), momentum=0.9)
+
+    def by_hand():
+        for m in models:
+            for p in m.parameters():
+                p.grad = None
+    zeroing = {"model.zero_grad() (set_to_none)": lambda: [m.zero_grad() for m in models],
+               "optimizer.zero_grad(set_to_none=False)": lambda: opt.zero_grad(set_to_none=False),
+               "no zero_grad, .grad = None by hand": by_hand}[zero]
+    train(opt, models, 12, zero=zeroing)
+    assert np.array_equal(xs(models), xs(ref_models))
+
+
+def test_two_accumulated_half_batches_make_one_step_of_the_full_batch():
+    _, full_models, full = setup(dsgd.algorithms.gradient_tracking("ring"))
+    train(full, full_models, 12)
+    _, models, opt = setup(dsgd.algorithms.gradient_tracking("ring"))
+    train(opt, models, 12, halves=True)
+    assert opt.steps == 12
+    np.testing.assert_allclose(xs(models), xs(full_models), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", [dsgd.algorithms.dsgd("ring"), dsgd.algorithms.gradient_tracking("ring"),
+                                       dsgd.algorithms.choco("ring", "qsgd:levels=4", 0.4, seed=3)],
+                         ids=["dsgd with momentum", "gradient tracking", "choco with random qsgd"])
+def test_resume_from_saved_state_continues_bit_for_bit(algorithm):
+    _, straight_models, straight = setup(algorithm, momentum=0.9 if algorithm.name == "dsgd" else 0.0)
+    train(straight, straight_models, 20)
+    _, models, opt = setup(algorithm, momentum=0.9 if algorithm.name == "dsgd" else 0.0)
+    train(opt, models, 10)
+    saved = io.BytesIO()
+    torch.save({"models": [m.state_dict() for m in models], "opt": opt.state_dict()}, saved)
+    saved.seek(0)
+    state = torch.load(saved, weights_only=True)
+    problem, models, opt = setup(algorithm, momentum=0.9 if algorithm.name == "dsgd" else 0.0)  # a new process
+    for m, s in zip(models, state["models"]):
+        m.load_state_dict(s)
+    opt.load_state_dict(state["opt"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** (t + 10))  # the scheduler resumes too
+    for _ in range(10):
+        opt.zero_grad()
+        for m in models:
+            m().backward()
+        opt.step()
+        sched.step()
+    assert opt.steps == 20
+    assert np.array_equal(xs(models), xs(straight_models))
+
+
+def test_the_average_model_is_swapped_in_for_evaluation_and_each_worker_gets_its_own_back():
+    _, models, opt = setup(dsgd.algorithms.dsgd("ring"))
+    train(opt, models, 5)
+    own = xs(models)
+    with opt.averaged():
+        inside = xs(models)
+    np.testing.assert_allclose(inside, np.broadcast_to(own.mean(0), own.shape), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(xs(models), own)
+
+
+def test_the_bare_mixing_step_is_w_times_x():
+    world = dsgd.start("self", workers_per_rank=N)
+    X = torch.randn(N, 5, dtype=torch.float64)
+    W = topologies.from_spec("ring", N).W(0)
+    expected = W @ X.numpy()
+    world.mix_([X], W)
+    np.testing.assert_allclose(X.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_workers_start_from_rank_zeros_model_by_default():
+    problem = lsq.Problem(N, seed=1)
+    world = dsgd.start("self", workers_per_rank=N)
+    models = [LeastSquares(problem, i) for i in range(N)]
+    dsgd.DecentralizedOptimizer([torch.optim.SGD(m.parameters(), lr=0.1) for m in models], models,
+                                dsgd.algorithms.dsgd("ring"), world)
+    assert np.array_equal(xs(models), np.broadcast_to(problem.x0[0], (N, 7)))
+
+
+def test_what_the_wrapper_cannot_serve_is_refused_in_one_line():
+    problem = lsq.Problem(1)
+    world = dsgd.start("self")
+    model = LeastSquares(problem, 0)
+    with pytest.raises(ValueError, match="wrapped in DataParallel, which averages gradients itself"):
+        dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.DataParallel(model),
+                                    dsgd.algorithms.csgd(), world)
+    with pytest.raises(ValueError, match="the optimizer must hold exactly the model's parameters"):
+        dsgd.DecentralizedOptimizer(torch.optim.SGD([model.head], lr=0.1), model, dsgd.algorithms.csgd(), world)
+    with pytest.raises(ValueError, match="this world has 1 worker\\(s\\) per rank"):
+        dsgd.DecentralizedOptimizer([torch.optim.SGD(model.parameters(), lr=0.1)] * 2, [model, model],
+                                    dsgd.algorithms.csgd(), world)
+    opt = dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, dsgd.algorithms.csgd(),
+                                      world)
+    with pytest.raises(ValueError, match="add every group to the optimizer before wrapping it"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    with pytest.raises(topologies.TopologyError, match="ring needs n >= 3"):
+        dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, dsgd.algorithms.dsgd("ring"),
+                                    world)
+    with pytest.raises(topologies.TopologyError, match="is not connected"):
+        dsgd.algorithms.dsgd(np.eye(4)).build(4)
+
+
+def test_a_torch_compiled_model_is_refused_with_what_to_do_instead():
+    problem = lsq.Problem(1)
+    model = LeastSquares(problem, 0)
+    with pytest.raises(ValueError, match="the model is a torch.compile module: give dsgd the plain module"):
+        dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), torch.compile(model),
+                                    dsgd.algorithms.csgd(), dsgd.start("self"))

@@ -1,0 +1,105 @@
+"""The library under real ranks: rules driven through `dsgd.DecentralizedOptimizer` in each rank's own
+loop equal their numpy recursions (lsq.py), and local SGD through the API equals PyTorch's own
+PeriodicModelAverager on the same model, initial weights and batches.
+
+    mpirun -np 4 python -m mpi4py library_oracle.py --backends mpi,torch --workers-per-rank 1
+    mpirun -np 4 python -m mpi4py library_oracle.py --peer
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the library's test models
+import dsgd  # noqa: E402
+import topologies  # noqa: E402
+from library_models import LR0, LeastSquares, lr, lsq, train  # noqa: E402
+
+STEPS = 25
+
+
+def cases(n):
+    ring, push = topologies.from_spec("ring", n), topologies.from_spec("directed-exponential", n)
+    sign = dsgd.library.algorithms.parse_codec("sign")
+    yield "dsgd", dsgd.algorithms.dsgd("ring"), lambda p: lsq.oracle_dsgd(p, ring.W, lr, STEPS)
+    yield "gradient tracking", dsgd.algorithms.gradient_tracking("ring"), \
+        lambda p: lsq.oracle_gradient_tracking(p, ring.W, lr, STEPS)
+    yield "push-sum", dsgd.algorithms.push_sum("directed-exponential"), \
+        lambda p: lsq.oracle_push_sum(p, push.W, lr, STEPS)
+    yield "choco", dsgd.algorithms.choco("ring", "sign", 0.4, seed=7), \
+        lambda p: lsq.oracle_choco(p, ring.W, lr, STEPS, sign, 0.4, 7, ring.period)
+
+
+def oracles(backends, K):
+    world_size = MPI.COMM_WORLD.size
+    n = world_size * K
+    problem = lsq.Problem(n, seed=2)
+    checked = 0
+    for backend in backends:
+        world = dsgd.start(backend, workers_per_rank=K)
+        mine = list(range(world.first_worker, world.first_worker + K))
+        for name, algorithm, oracle in cases(n):
+            models = [LeastSquares(problem, i) for i in mine]
+            optimizers = [torch.optim.SGD(m.parameters(), lr=LR0) for m in models]
+            opt = dsgd.DecentralizedOptimizer(optimizers if K > 1 else optimizers[0], models if K > 1 else models[0],
+                                              algorithm, world, broadcast=False, bucket_bytes=32)
+            train(opt, models, STEPS)
+            got = np.stack([m.x() for m in models])
+            np.testing.assert_allclose(got, oracle(problem)[mine], rtol=1e-9, atol=1e-9,
+                                       err_msg=f"{name}, backend {backend}, rank {world.rank}")
+            checked += 1
+    MPI.COMM_WORLD.Barrier()
+    if MPI.COMM_WORLD.rank == 0:
+        print(f"library oracles ok: {checked} rule x backend runs of {STEPS} steps, {n} workers", flush=True)
+
+
+def peer(period=4, steps=18):
+    """Local SGD through the API against torch.distributed's PeriodicModelAverager."""
+    from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
+    world = dsgd.start("torch")  # the default process group both sides use
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    theirs = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    theirs.load_state_dict(ours.state_dict())
+    data = torch.Generator().manual_seed(100 + world.rank)  # each rank its own batches
+    batches = [(torch.randn(8, 6, generator=data), torch.randint(0, 3, (8,), generator=data)) for _ in range(steps)]
+    opt = dsgd.DecentralizedOptimizer(torch.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9), ours,
+                                      dsgd.algorithms.local_sgd(period), world)
+    ref_opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    # PyTorch's averager averages at steps warmup, warmup + period, ...: ours at period - 1, 2 period - 1, ...
+    averager = PeriodicModelAverager(period=period, warmup_steps=period - 1)
+    for x, y in batches:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(ours(x), y).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(x), y).backward()
+        ref_opt.step()
+        averager.average_parameters(theirs.parameters())
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # PyTorch divides before its sum, dsgd after
+    # the last two steps came after the last average: the workers differ, each trained on its own data
+    sums = MPI.COMM_WORLD.allgather(float(sum(p.double().sum() for p in ours.parameters())))
+    assert len(set(sums)) == world.size, sums
+    MPI.COMM_WORLD.Barrier()
+    if world.rank == 0:
+        print(f"periodic averager peer ok: {steps} steps, period {period}, {world.size} ranks", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backends", default="mpi")
+    ap.add_argument("--workers-per-rank", type=int, default=1)
+    ap.add_argument("--peer", action="store_true")
+    args = ap.parse_args()
+    if args.peer:
+        peer()
+    else:
+        oracles(args.backends.split(","), args.workers_per_rank)
+
+
+if __name__ == "__main__":
+    main()
