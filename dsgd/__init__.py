@@ -5,6 +5,7 @@ The library (each name loads torch on first use, so `python -m dsgd.train --help
     dsgd.start(backend="mpi", workers_per_rank=1)       -> World (rank, size, mix_, broadcast_)
     dsgd.DecentralizedOptimizer(optimizer, model, algorithm, world)
     dsgd.algorithms.dsgd("ring"), .local_sgd(8), .csgd(), .gradient_tracking(...), ...
+    dsgd.PartitionSampler(labels, n_workers, worker, "dirichlet:alpha=0.1")   a DataLoader's sampler
     dsgd.Rule                                            the base class of a rule of one's own
 """
 __version__ = "0.1.0"
@@ -12,7 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {"start": ("dsgd.library.world", "start"), "World": ("dsgd.library.world", "World"),
          "DecentralizedOptimizer": ("dsgd.library.optimizer", "DecentralizedOptimizer"),
          "Algorithm": ("dsgd.library.algorithms", "Algorithm"), "algorithms": ("dsgd.library.algorithms", None),
-         "Rule": ("dsgd.rules.base", "Rule")}
+         "PartitionSampler": ("dsgd.library.sampler", "PartitionSampler"), "Rule": ("dsgd.rules.base", "Rule")}
 
 
 def __getattr__(name):
@@ -24,4 +25,4 @@ def __getattr__(name):
     return value if attr is None else getattr(value, attr)
 
 
-__all__ = ["Algorithm", "DecentralizedOptimizer", "Rule", "World", "algorithms", "start"]
+__all__ = ["Algorithm", "DecentralizedOptimizer", "PartitionSampler", "Rule", "World", "algorithms", "start"]

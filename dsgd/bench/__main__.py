@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "seam": ("dsgd.bench.seam", "the mixing machinery per step at 64 to 4,096 workers: planning and mixing against numpy"),
     "scaling": ("dsgd.bench.scaling", "weak scaling of short trainings on 1, 2, 4, 8 ranks (a driver, not under mpirun)"),
     "cost": ("dsgd.bench.cost", "predicted step times on a described network (alpha-beta model), fitted here"),
+    "library": ("dsgd.bench.library", "the library's optimizer wrapper against bare torch.optim, and local SGD "
+                "against PyTorch's PostLocalSGDOptimizer"),
     "startup": ("dsgd.bench.startup", "seconds before training starts: --help and a one-step job, beside another checkout"),
 }
 

@@ -42,6 +42,8 @@ def _destroy_at_exit() -> None:
     """Tear the group down before the interpreter (and then MPI) shuts down: gloo's threads must not
     outlive it, or a rank can abort in its exit path after all its work is done."""
     if dist.is_initialized():
+        import gc
+        gc.collect()  # tensors a finished collective still holds, freed while the interpreter is whole
         dist.destroy_process_group()
 
 
@@ -197,8 +199,6 @@ class TorchDistCommunicator:
         """Tear the process group down while the interpreter is whole: after the last collective,
         before exit. gloo's threads release tensors they held; doing that during interpreter
         shutdown can abort a rank that has finished all its work."""
-        import gc
-        gc.collect()
         _destroy_at_exit()
 
     def barrier(self) -> None:

@@ -10,6 +10,7 @@
 from . import algorithms
 from .algorithms import Algorithm
 from .optimizer import DecentralizedOptimizer
+from .sampler import PartitionSampler
 from .world import World, start
 
-__all__ = ["Algorithm", "DecentralizedOptimizer", "World", "algorithms", "start"]
+__all__ = ["Algorithm", "DecentralizedOptimizer", "PartitionSampler", "World", "algorithms", "start"]

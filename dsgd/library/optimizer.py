@@ -49,11 +49,14 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         broadcast: start every worker from rank 0's parameters and buffers.
         bucket_bytes: parameters are packed into flat buckets of about this many bytes (default
             dsgd.comm.buckets.DEFAULT_CAP_BYTES); codecs compress bucket by bucket.
+        clip_grad_norm: clip each worker's gradient to this 2-norm right before its optimizer steps,
+            that is after the rule mixed it (C-SGD: the averaged gradient, as DDP users clip). A clip
+            in the user's loop before `step()` acts on the local gradient instead.
     """
 
     def __init__(self, optimizer, model, algorithm: Algorithm | Rule, world: World | None = None, *,
                  mix_buffers: bool = True, mix_optimizer_state: bool = False, broadcast: bool = True,
-                 bucket_bytes: int | None = None):
+                 bucket_bytes: int | None = None, clip_grad_norm: float | None = None):
         if world is None:
             from .world import start
             world = start()
@@ -81,6 +84,10 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         decay = {id(p): g.get("weight_decay", 0.0) for g in self.optimizer.param_groups for p in g["params"]}
         self.engine = Engine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
                              weight_decay=[decay[id(p)] for p in models[0].parameters()])
+        if clip_grad_norm is not None:
+            if not clip_grad_norm > 0:
+                raise ValueError(f"clip_grad_norm must be > 0, got {clip_grad_norm}")
+            self.engine.optimizer_step = self._clipped_step(float(clip_grad_norm))
         self.rule.attach(self.engine)
         self.steps = 0
         self._in_flight = None
@@ -115,6 +122,22 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         self._in_flight = self.rule.step(self.steps, self.engine)
         self.steps += 1
         return loss
+
+    def _clipped_step(self, max_norm: float):
+        """The engine's optimizer step, each worker's gradient first scaled to norm <= max_norm (as
+        torch.nn.utils.clip_grad_norm_ scales it)."""
+        workers = self.workers
+
+        @torch.no_grad()
+        def step() -> None:
+            norms = torch.stack([g.double().pow(2).sum(1) for g in workers.grads]).sum(0).sqrt()  # one per worker
+            for k in range(workers.K):
+                scale = max_norm / (float(norms[k]) + 1e-6)
+                if scale < 1:
+                    for g in workers.grads:
+                        g[k].mul_(scale)
+            workers.optimizer_step()
+        return step
 
     def _share_hyperparameters(self) -> None:
         """With several workers per rank, the first optimizer's settings (lr set by a scheduler...)

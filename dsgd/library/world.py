@@ -59,6 +59,14 @@ class World:
         self.mixer.mix_(rows, W)
 
 
+    def close(self) -> None:
+        """End this process's part of the job: a transport with threads of its own (torch.distributed's
+        gloo) stops them now, while the interpreter is whole, rather than at exit."""
+        close = getattr(self.comm, "close", None)
+        if close is not None:
+            close()
+
+
 def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu") -> World:
     """The world of this process: "mpi" (under mpirun; one rank alone without it), "torch"
     (torch.distributed under torchrun, gloo on the CPU, NCCL on a GPU), or "self" (every worker in

@@ -133,3 +133,17 @@ def test_compression_benchmark_on_a_graph_that_is_the_plain_average_is_one_line_
     assert ("error: --topology ring on 3 ranks is the plain average (one allreduce), not a neighbour exchange; "
             "use more ranks or another topology") in res.stdout
     assert "Traceback" not in res.stdout
+
+
+def test_library_wrapper_against_bare_torch_optim_on_one_rank():
+    r = bench("library", "--repeats", "2", "--warmup", "0")
+    assert (r["benchmark"], r["vs"], r["ranks"], r["target"]) == ("library", "torch-optim", 1, 1.03)
+    assert positive(r["dsgd_s"], r["peer_s"]) and r["ratio"] == pytest.approx(r["dsgd_s"] / r["peer_s"])
+
+
+def test_library_local_sgd_against_postlocal_sgd_optimizer_on_two_ranks():
+    out = mpi_harness.run_ok(2, ["-m", "dsgd.bench", "library", "--vs", "postlocal", "--repeats", "2", "--warmup",
+                                 "0", "--json"], timeout=120)
+    r = one_report(out)
+    assert (r["vs"], r["ranks"], r["target"]) == ("postlocal", 2, 1.0)
+    assert "PostLocalSGDOptimizer" in r["peer_side"] and positive(r["dsgd_s"], r["peer_s"])

@@ -23,3 +23,7 @@ def test_rules_through_the_api_follow_their_numpy_recursions_on_real_ranks(jobs,
 
 def test_local_sgd_through_the_api_equals_pytorchs_periodic_model_averager(jobs):
     assert "periodic averager peer ok: 18 steps, period 4, 4 ranks" in jobs.output("peer")
+
+
+def test_clipping_the_averaged_gradient_equals_ddp_whose_user_clips_after_the_allreduce(jobs):
+    assert "ddp clip peer ok: 12 steps" in jobs.output("peer")

@@ -89,6 +89,38 @@ def peer(period=4, steps=18):
         print(f"periodic averager peer ok: {steps} steps, period {period}, {world.size} ranks", flush=True)
 
 
+def ddp_clip(steps=12, max_norm=0.5):
+    """C-SGD through the API with clip_grad_norm against DDP whose user clips the averaged gradient."""
+    from torch.nn.parallel import DistributedDataParallel
+    world = dsgd.start("torch")
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    plain = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    plain.load_state_dict(ours.state_dict())
+    theirs = DistributedDataParallel(plain)
+    data = torch.Generator().manual_seed(200 + world.rank)
+    opt = dsgd.DecentralizedOptimizer(torch.optim.SGD(ours.parameters(), lr=0.5), ours, dsgd.algorithms.csgd(), world,
+                                      clip_grad_norm=max_norm)
+    ref_opt = torch.optim.SGD(theirs.parameters(), lr=0.5)
+    clipped = 0
+    for _ in range(steps):
+        x, y = torch.randn(8, 6, generator=data) * 4, torch.randint(0, 3, (8,), generator=data)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(ours(x), y).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(x), y).backward()
+        clipped += float(torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)) > max_norm
+        ref_opt.step()
+    for a, b in zip(ours.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert clipped > 0  # the clip did act
+    MPI.COMM_WORLD.Barrier()
+    if world.rank == 0:
+        print(f"ddp clip peer ok: {steps} steps, {clipped} clipped", flush=True)
+    world.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="mpi")
@@ -97,6 +129,7 @@ def main():
     args = ap.parse_args()
     if args.peer:
         peer()
+        ddp_clip()
     else:
         oracles(args.backends.split(","), args.workers_per_rank)
 
