@@ -146,3 +146,12 @@ def report_main(argv, parse_args, run, table, rank: int = 0) -> int:
     if rank == 0:
         print(json.dumps(report) if args.json else table(report), flush=True)
     return 0
+
+
+def step_comparison_options(ap) -> None:
+    """The options of a benchmark that times two sides' training steps alternately."""
+    ap.add_argument("--batch-size", type=positive, default=32)
+    ap.add_argument("--repeats", type=positive, default=200, help="timed steps of each side")
+    ap.add_argument("--warmup", type=non_negative, default=10, help="untimed steps first")
+    ap.add_argument("--threads", type=non_negative, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

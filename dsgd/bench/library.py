@@ -17,7 +17,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from dsgd.bench.common import load_average, median, non_negative, now, positive, set_threads
+from dsgd.bench.common import step_comparison_options, load_average, median, non_negative, now, positive, set_threads
 
 TARGETS = {"torch-optim": 1.03, "postlocal": 1.0}
 
@@ -39,11 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--vs", choices=sorted(TARGETS), default="torch-optim")
     ap.add_argument("--period", type=positive, default=4, help="local SGD's H (--vs postlocal)")
-    ap.add_argument("--batch-size", type=positive, default=32)
-    ap.add_argument("--repeats", type=positive, default=200, help="timed steps of each side")
-    ap.add_argument("--warmup", type=non_negative, default=10, help="untimed steps first")
-    ap.add_argument("--threads", type=non_negative, default=1, help="torch threads (0: torch's default)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    step_comparison_options(ap)
     return ap.parse_args(argv)
 
 

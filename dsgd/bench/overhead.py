@@ -18,7 +18,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from dsgd.bench.common import build_run, finish, load_average, median, non_negative, now, positive, report_main, timed
+from dsgd.bench.common import step_comparison_options, build_run, finish, load_average, median, non_negative, now, positive, report_main, timed
 from dsgd.comm import Mixer, SelfCommunicator
 from dsgd.models import MODELS, build_model
 
@@ -65,11 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--dataset", choices=("fashion-mnist", "cifar10", "synthetic"), default="fashion-mnist")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    ap.add_argument("--batch-size", type=positive, default=32)
-    ap.add_argument("--repeats", type=positive, default=200, help="timed steps of each side")
-    ap.add_argument("--warmup", type=non_negative, default=10, help="untimed steps first")
-    ap.add_argument("--threads", type=non_negative, default=1, help="torch threads (0: torch's default)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    step_comparison_options(ap)
     return ap.parse_args(argv)
 
 
