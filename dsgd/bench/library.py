@@ -17,7 +17,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from dsgd.bench.common import step_comparison_options, load_average, median, non_negative, now, positive, set_threads
+from dsgd.bench.common import load_average, median, now, positive, set_threads, step_comparison_options
 
 TARGETS = {"torch-optim": 1.03, "postlocal": 1.0}
 

@@ -18,7 +18,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from dsgd.bench.common import step_comparison_options, build_run, finish, load_average, median, non_negative, now, positive, report_main, timed
+from dsgd.bench.common import build_run, finish, load_average, median, now, report_main, step_comparison_options, timed
 from dsgd.comm import Mixer, SelfCommunicator
 from dsgd.models import MODELS, build_model
 
