@@ -4,6 +4,7 @@ networkx graph on nodes 0..n-1, a numpy mixing matrix, or a `topologies.Topology
 
     dsgd.algorithms.dsgd("ring")                 # D-SGD (gossip after each step)
     dsgd.algorithms.local_sgd(period=8)          # average every 8 steps
+    dsgd.algorithms.qsr(period=2, alpha=0.02)    # rounds that lengthen as the learning rate falls
     dsgd.algorithms.gradient_tracking(nx.cycle_graph(8))
 
 A rule of one's own is a subclass of `dsgd.Rule` given directly to the wrapper.
@@ -11,7 +12,7 @@ A rule of one's own is a subclass of `dsgd.Rule` given directly to the wrapper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import networkx as nx
 import numpy as np
@@ -20,20 +21,26 @@ import topologies
 from dsgd.compress import parse_codec
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
-from dsgd.schedules import Gossip, LocalSGD, ParallelSGD
+from dsgd.schedules import QSR, Gossip, LocalSGD, ParallelSGD, PostLocalSGD
 
 NEVER_ENDS = 2 ** 62  # a run's length, where a schedule asks for one: the library's loop has no end
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A named recipe: `build(n_workers)` gives the rule for a job of that many workers."""
+    """A named recipe: `build(n_workers, lr)` gives the rule for a job of that many workers; LR()
+    is the learning rate the wrapped optimizer holds now (QSR decides its periods from it)."""
 
     name: str
-    make: Callable[[int], Rule] = field(repr=False)
+    make: Callable[..., Rule] = field(repr=False)
     settings: dict = field(default_factory=dict)
+    reads_lr: bool = False
 
-    def build(self, n_workers: int) -> Rule:
+    def build(self, n_workers: int, lr: Callable[[], float] | None = None) -> Rule:
+        if self.reads_lr:
+            if lr is None:
+                raise ValueError(f"{self.name} reads the learning rate: build it through DecentralizedOptimizer")
+            return self.make(n_workers, lr)
         return self.make(n_workers)
 
 
@@ -84,6 +91,27 @@ def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
         schedule = LocalSGD(n, period, NEVER_ENDS)
         return OptimizerRule(schedule) if compress == "none" else CompressedAveraging(schedule, _codec(compress), seed)
     return Algorithm("local", make, {"period": period, "compress": compress})
+
+
+def postlocal(switch_steps: Sequence[int], periods: Sequence[int]) -> Algorithm:
+    """Post-local SGD: phase k starts at switch_steps[k - 1] (the first at step 0) and averages every
+    periods[k] steps (1: C-SGD, gradients averaged); every phase but the last ends with an average."""
+    starts, periods = (0, *[int(s) for s in switch_steps]), tuple(int(h) for h in periods)
+    if len(periods) != len(starts):
+        raise ValueError(f"post-local SGD needs one period per phase: {len(starts)} phases, {len(periods)} periods")
+    return Algorithm("postlocal", lambda n: OptimizerRule(PostLocalSGD(n, starts, periods, NEVER_ENDS)),
+                     {"switch_steps": list(starts[1:]), "periods": list(periods)})
+
+
+def qsr(period: int, alpha: float, power: float = 2.0, warmup_steps: int = 0) -> Algorithm:
+    """The quadratic synchronization rule: local SGD whose round starting at step t lasts
+    max(period, floor((alpha / lr_t)^power)) steps, lr_t read from the optimizer at that step (any
+    torch scheduler); the rounds decided so far are part of the optimizer's state_dict."""
+    if not alpha >= 0:
+        raise ValueError(f"QSR alpha must be >= 0, got {alpha}")
+    return Algorithm("qsr", lambda n, lr: OptimizerRule(QSR(n, period, alpha, lambda t: lr(), NEVER_ENDS,
+                                                            warmup_steps, power)),
+                     {"period": period, "alpha": alpha, "power": power}, reads_lr=True)
 
 
 def dsgd(topology_spec: Any = "ring", local_steps: int = 1, global_every: int = 0, combine_first: bool = False,
@@ -145,4 +173,4 @@ def choco(topology_spec: Any = "ring", compress: str = "sign", consensus_step: f
 
 
 __all__ = ["Algorithm", "choco", "csgd", "d2", "dsgd", "exact_diffusion", "gradient_tracking", "local_sgd",
-           "push_sum", "qgm", "topology"]
+           "postlocal", "push_sum", "qgm", "qsr", "topology"]

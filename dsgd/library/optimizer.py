@@ -80,7 +80,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         self.workers = WorkerSet.of(models, optimizers, world.first_worker, bucket_bytes=bucket_bytes)
         if broadcast:
             world.broadcast_([*self.workers.params, *self.workers.buffers])
-        self.rule = algorithm.build(world.n_workers) if isinstance(algorithm, Algorithm) else algorithm
+        self.rule = algorithm.build(world.n_workers, lambda: self._lr(0)) if isinstance(algorithm, Algorithm) \
+            else algorithm
         decay = {id(p): g.get("weight_decay", 0.0) for g in self.optimizer.param_groups for p in g["params"]}
         self.engine = Engine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
                              weight_decay=[decay[id(p)] for p in models[0].parameters()])
@@ -189,9 +190,11 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict:
         """The whole algorithm state beside the model's own state_dict: the step count, the wrapped
         optimizers' states, the rule's buffers (trackers, codec state) and the mixer's counters."""
+        schedule = getattr(self.rule, "schedule", None)
         return {"format": STATE_FORMAT, "steps": self.steps,
                 "optimizers": [o.state_dict() for o in self.optimizers],
-                "rule": self.rule.state_dict(), "mixer": self.world.mixer.state_dict()}
+                "rule": self.rule.state_dict(), "mixer": self.world.mixer.state_dict(),
+                "schedule": schedule.state_dict() if hasattr(schedule, "state_dict") else None}
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -201,6 +204,9 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             o.load_state_dict(saved)
         self.rule.load_state_dict(state["rule"])
         self.world.mixer.load_state_dict(state["mixer"])
+        schedule = getattr(self.rule, "schedule", None)
+        if state.get("schedule") is not None and hasattr(schedule, "load_state_dict"):
+            schedule.load_state_dict(state["schedule"])
         self.steps = int(state["steps"])
 
     # -- the average model ---------------------------------------------------------------------

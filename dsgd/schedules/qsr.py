@@ -49,6 +49,14 @@ class QSR:
         i = bisect.bisect_right(starts, step) - 1
         return starts[i], starts[i + 1] - starts[i]
 
+    def state_dict(self) -> dict:
+        """The rounds decided so far: each was decided by the learning rate at its start, which a
+        resumed run (whose scheduler only knows the present) cannot ask again."""
+        return {"round_starts": list(self._round_starts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._round_starts[:] = [int(s) for s in state["round_starts"]]
+
     def action(self, step: int) -> Action:
         start, H = self.round_of(step)
         sync = step == start + H - 1

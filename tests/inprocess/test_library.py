@@ -194,3 +194,69 @@ def test_a_torch_compiled_model_is_refused_with_what_to_do_instead():
     with pytest.raises(ValueError, match="the model is a torch.compile module: give dsgd the plain module"):
         dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), torch.compile(model),
                                     dsgd.algorithms.csgd(), dsgd.start("self"))
+
+
+def qsr_oracle(problem, base, alpha, steps):
+    """Local SGD whose round starting at t lasts max(base, floor((alpha / lr_t)^2)) steps (Gu et al. 2024)."""
+    X, start, H = problem.x0.copy(), 0, None
+    for t in range(steps):
+        if H is None or t == start + H:
+            start, H = t, max(base, int(np.floor((alpha / lr(t)) ** 2 * (1 + 1e-9))))
+        X = X - lr(t) * problem.grad(X)
+        if t == start + H - 1:
+            X[:] = X.mean(0)
+    return X
+
+
+def test_qsr_lengthens_its_rounds_as_the_scheduler_lowers_the_learning_rate():
+    problem, models, opt = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))
+    train(opt, models, 40)
+    np.testing.assert_allclose(xs(models), qsr_oracle(problem, 2, 0.12, 40), rtol=1e-9, atol=1e-9)
+    starts = opt.rule.schedule.state_dict()["round_starts"]
+    assert np.diff(starts)[0] < np.diff(starts)[-2]  # rounds grew (5 steps at lr 0.05, 7 by step 30)
+
+
+def test_qsr_resumes_with_the_rounds_it_had_decided():
+    straight_problem, straight_models, straight = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))
+    train(straight, straight_models, 40)
+    _, models, opt = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** t)
+    for _ in range(17):  # stopped inside a round
+        opt.zero_grad()
+        for m in models:
+            m().backward()
+        opt.step()
+        sched.step()
+    saved = {"models": [m.state_dict() for m in models], "opt": opt.state_dict(), "sched": sched.state_dict()}
+    _, models, opt = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))  # a new process, as PyTorch resumes:
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** t)  # the scheduler made, then both loaded
+    for m, s in zip(models, saved["models"]):
+        m.load_state_dict(s)
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    for _ in range(23):
+        opt.zero_grad()
+        for m in models:
+            m().backward()
+        opt.step()
+        sched.step()
+    assert np.array_equal(xs(models), xs(straight_models))
+
+
+def test_postlocal_averages_gradients_then_parameters_every_period():
+    problem = lsq.Problem(N, seed=1)
+    world = dsgd.start("self", workers_per_rank=N)
+    models = [LeastSquares(problem, i) for i in range(N)]
+    opt = dsgd.DecentralizedOptimizer([torch.optim.SGD(m.parameters(), lr=LR0) for m in models], models,
+                                      dsgd.algorithms.postlocal(switch_steps=[10], periods=[1, 3]), world)
+    train(opt, models, 25)
+    X = np.broadcast_to(problem.x0[0], problem.x0.shape).copy()  # broadcast: every worker starts at worker 0's
+    for t in range(25):
+        G = problem.grad(X)
+        if t < 10:
+            X = X - lr(t) * G.mean(0)  # C-SGD: the averaged gradient
+        else:
+            X = X - lr(t) * G
+            if (t - 10 + 1) % 3 == 0:
+                X[:] = X.mean(0)
+    np.testing.assert_allclose(xs(models), X, rtol=1e-9, atol=1e-9)
