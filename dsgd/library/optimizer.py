@@ -54,6 +54,10 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             in the user's loop before `step()` acts on the local gradient instead.
     """
 
+    # torch.amp.GradScaler hands such an optimizer the scale and its local overflow flag instead of
+    # skipping step() itself, so the ranks can agree on a skip (see step)
+    _step_supports_amp_scaling = True
+
     def __init__(self, optimizer, model, algorithm: Algorithm | Rule, world: World | None = None, *,
                  mix_buffers: bool = True, mix_optimizer_state: bool = False, broadcast: bool = True,
                  bucket_bytes: int | None = None, clip_grad_norm: float | None = None):
@@ -119,6 +123,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self.finish()
         self._rebind_grads()
+        if getattr(self, "found_inf", None) is not None and self._amp_skips():
+            return loss
         self._share_hyperparameters()
         self._in_flight = self.rule.step(self.steps, self.engine)
         self.steps += 1
@@ -146,6 +152,20 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         for other in self.optimizers[1:]:
             for mine, first in zip(other.param_groups, self.param_groups):
                 mine.update({k: v for k, v in first.items() if k != "params"})
+
+    @torch.no_grad()
+    def _amp_skips(self) -> bool:
+        """Under `scaler.step(opt)`: unscale every worker's gradient, and skip the step on every rank
+        when any rank found an overflow (one rank skipping alone would leave its neighbours waiting
+        in the exchange). A skipped step updates nothing, exchanges nothing and is not counted. Each
+        rank's scaler still backs off on its own overflow only."""
+        scale = getattr(self, "grad_scale", None)
+        if scale is not None:
+            inv = scale.double().reciprocal().float().item()
+            for g in self.workers.grads:
+                g.mul_(inv)
+        found = float(self.found_inf) > 0 or not all(bool(torch.isfinite(g).all()) for g in self.workers.grads)
+        return self.world.comm.allreduce_max(float(found)) > 0
 
     def finish(self) -> None:
         """Complete an exchange the last step left in flight (dsgd with overlap=True)."""

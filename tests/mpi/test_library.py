@@ -27,3 +27,7 @@ def test_local_sgd_through_the_api_equals_pytorchs_periodic_model_averager(jobs)
 
 def test_clipping_the_averaged_gradient_equals_ddp_whose_user_clips_after_the_allreduce(jobs):
     assert "ddp clip peer ok: 12 steps" in jobs.output("peer")
+
+
+def test_a_step_the_grad_scaler_skips_on_one_rank_is_skipped_on_every_rank(jobs):
+    assert "amp skip agreed: 8 steps, step 3 skipped on every rank" in jobs.output("peer")

@@ -121,6 +121,45 @@ def ddp_clip(steps=12, max_norm=0.5):
     world.close()
 
 
+def amp(steps=8, bad_step=3):
+    """bf16 autocast and a GradScaler: rank 1 overflows at one step; every rank skips that step (none
+    waits for it) and the run equals one that left that batch out, bit for bit (the scaler's powers
+    of two scale and unscale exactly)."""
+    world = dsgd.start("mpi")
+    torch.manual_seed(0)
+    ours, plain = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    plain.load_state_dict(ours.state_dict())
+    opt = dsgd.DecentralizedOptimizer(torch.optim.SGD(ours.parameters(), lr=0.1), ours, dsgd.algorithms.dsgd("ring"),
+                                      world)
+    ref = dsgd.DecentralizedOptimizer(torch.optim.SGD(plain.parameters(), lr=0.1), plain,
+                                      dsgd.algorithms.dsgd("ring"), world)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=1000)
+    data = torch.Generator().manual_seed(300 + world.rank)
+    for t in range(steps):
+        x, y = torch.randn(8, 6, generator=data), torch.randn(8, 3, generator=data)
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.mse_loss(ours(x).float(), y)
+        if t == bad_step and world.rank == 1:
+            loss = loss * float("inf")
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if t == bad_step:
+            continue  # the reference leaves this batch out on every rank
+        ref.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.functional.mse_loss(plain(x).float(), y).backward()
+        ref.step()
+    assert opt.steps == ref.steps == steps - 1
+    for a, b in zip(ours.parameters(), plain.parameters()):
+        assert torch.equal(a, b), (a - b).abs().max()
+    assert scaler.get_scale() == (2.0 ** 9 if world.rank == 1 else 2.0 ** 10)
+    MPI.COMM_WORLD.Barrier()
+    if world.rank == 0:
+        print(f"amp skip agreed: {steps} steps, step {bad_step} skipped on every rank", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="mpi")
@@ -128,6 +167,7 @@ def main():
     ap.add_argument("--peer", action="store_true")
     args = ap.parse_args()
     if args.peer:
+        amp()
         peer()
         ddp_clip()
     else:
