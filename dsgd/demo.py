@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,12 @@ CONFIGS = {
     "dsgd one-peer-exponential": ["--algorithm", "dsgd", "--topology", "one-peer-exponential"],
 }
 
+
+
+def pasteable(line: list) -> list:
+    """The line with mpirun as the absolute path it resolves to here (the venv's, under `make demo`),
+    so that pasted into a new shell, where the venv is not on PATH, it runs the same programs."""
+    return [shutil.which(line[0]) or line[0], *line[1:]]
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dsgd.demo", description=__doc__.splitlines()[0])
@@ -43,7 +50,7 @@ def main(argv=None) -> int:
                "--batch-size", str(args.batch_size), "--lr", "0.05", "--momentum", "0.9",
                "--steps-per-epoch", str(args.steps), "--epochs", "1", "--eval-every", str(args.steps),
                "--log-every", str(max(1, args.steps // 3)), "--out", str(run_dir), "--overwrite", "true"]
-        line = launcher.mpirun_command(args.ranks, cmd)
+        line = pasteable(launcher.mpirun_command(args.ranks, cmd))
         print(f"== {name}: {shlex.join(line)}", flush=True)
         t0 = time.time()
         res = launcher.execute(line, capture=False, timeout=1800)

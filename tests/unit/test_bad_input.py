@@ -236,3 +236,4 @@ def test_a_benchmark_started_without_mpirun_on_a_graph_it_cannot_build_says_so_i
     assert res.returncode == 2
     assert res.stderr == ("python -m dsgd.bench compress: error: --topology on 1 rank(s): ring needs n >= 3, got n=1 "
                           "(for n=2 use complete); start it under mpirun -np N with more ranks\n")
+
