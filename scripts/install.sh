@@ -42,6 +42,9 @@ fmnist=/usr/share/datasets/fashion-mnist
 if [ "${DSGD_SKIP_DATA:-0}" != "1" ] && [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
   apt_packages+=(dataset-fashion-mnist)
 fi
+if [ "${DSGD_SKIP_DATA:-0}" != "1" ] && [ ! -d /usr/share/games/fortunes ]; then
+  apt_packages+=(fortunes)  # English text for the language-model example (examples/language_model.py)
+fi
 if [ "${DSGD_TEST_TOOLS:-0}" = "1" ]; then
   command -v ip >/dev/null || apt_packages+=(iproute2)
   command -v unshare >/dev/null || apt_packages+=(util-linux)

@@ -7,7 +7,9 @@ import mpi_harness
 from dsgd.launcher import REPO
 
 JOBS = {"own model": (4, [str(REPO / "examples" / "own_model.py"), "--steps", "40"]),
-        "own rule": (4, [str(REPO / "examples" / "own_rule.py")])}
+        "own rule": (4, [str(REPO / "examples" / "own_rule.py")]),
+        **{f"lm {a}": (2, [str(REPO / "examples" / "language_model.py"), "--algorithm", a, "--steps", "24"])
+           for a in ("csgd", "local", "qsr")}}
 
 
 def readme_script() -> str:
@@ -43,3 +45,15 @@ def test_a_rule_of_your_own_in_under_40_lines_brings_the_ranks_together(jobs):
     assert len(rule.strip().splitlines()) <= 40
     distances = [float(d) for d in re.findall(r"distance to rank 0's model ([0-9.e-]+)", jobs.output("own rule"))]
     assert len(distances) == 4 and distances[0] == 0 and max(distances) < 0.2, distances
+
+
+def test_the_byte_level_language_model_learns_the_text_and_rarer_averaging_sends_less(jobs):
+    """24 steps of AdamW on 2 workers: below the uniform-byte loss (ln 256 = 5.545) by a margin, under
+    C-SGD (every step), local AdamW (every 4 steps) and QSR (rounds of at least 4 that grow as the
+    cosine schedule lowers the learning rate)."""
+    loss, sent = {}, {}
+    for a in ("csgd", "local", "qsr"):
+        m = re.search(r"validation loss ([0-9.]+) .* ([0-9]+) bytes handed to the network", jobs.output(f"lm {a}"))
+        loss[a], sent[a] = float(m.group(1)), int(m.group(2))
+    assert all(v < 4.5 for v in loss.values()), loss
+    assert sent["csgd"] > sent["local"] >= sent["qsr"] > 0, sent
