@@ -41,6 +41,7 @@ DEEP_METHODS = {
 }
 DEEP_COMMON = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--topology", "ring",
                "--batch-size", "32", "--lr", "0.1", "--momentum", "0", "--log-every", "1000"]
+QUICK_MODEL = ["--model", "mlp"]  # --quick checks the pipeline end to end, not the CNN: a short CI run
 QUICK_THREADS = 1  # threads per rank (and of the convex process) in --quick: numbers independent of the cores
 PENDING = "pending_rerun"  # meta key of a committed report whose numbers still await a rerun by the current code
 
@@ -51,7 +52,8 @@ def deep(args, code: str) -> dict:
     for name, flags in DEEP_METHODS.items():
         for seed in args.seeds:
             run_dir = Path(args.out) / "deep" / f"{name}-seed{seed}"
-            cmd = ["-m", "dsgd.train", *DEEP_COMMON, *flags, "--seed", str(seed), "--workers-per-rank",
+            cmd = ["-m", "dsgd.train", *DEEP_COMMON, *(QUICK_MODEL if args.quick else []), *flags, "--seed", str(seed),
+                   "--workers-per-rank",
                    str(args.workers // args.ranks), "--steps-per-epoch", str(args.steps_per_epoch), "--epochs",
                    str(args.epochs), "--eval-every", str(args.eval_every), "--eval-samples", str(args.eval_samples),
                    "--out", rel(run_dir)]
@@ -249,12 +251,12 @@ def parse_args(argv):
     ap.add_argument("--eval-samples", type=int, default=2000)
     ap.add_argument("--convex-steps", type=int, default=2000)
     ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--quick", action="store_true", help="smoke test: one seed, 4 steps, 8 workers")
+    ap.add_argument("--quick", action="store_true", help="smoke test: one seed, 4 steps, 8 workers on 2 ranks, the MLP")
     args = ap.parse_args(argv)
     args.out = args.out or str(REPO / "runs" / ("compression-quick" if args.quick else "compression"))
     if args.quick:
         args.seeds, args.steps_per_epoch, args.epochs, args.eval_every, args.eval_samples = [0], 4, 1, 2, 200
-        args.workers, args.convex_steps = 8, 60
+        args.workers, args.convex_steps, args.ranks = 8, 60, 2  # 2 ranks x 4 workers: layouts give equal numbers
         args.threads = args.threads or QUICK_THREADS
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
