@@ -5,6 +5,7 @@ Every rule driven through `dsgd.DecentralizedOptimizer` follows the numpy recurs
 (zero_grad in any form, accumulate gradients, save and resume, evaluate the average) keeps the run
 exact. Here all 4 workers sit in one process (`dsgd.start("self", workers_per_rank=4)`); the same
 under real ranks is tests/mpi/test_library.py."""
+import copy
 import io
 
 import networkx as nx
@@ -260,3 +261,48 @@ def test_postlocal_averages_gradients_then_parameters_every_period():
             if (t - 10 + 1) % 3 == 0:
                 X[:] = X.mean(0)
     np.testing.assert_allclose(xs(models), X, rtol=1e-9, atol=1e-9)
+
+
+def test_the_command_line_and_the_users_own_loop_on_the_library_end_bit_for_bit_alike(tmp_path):
+    """`python -m dsgd.train` (4 workers of D-SGD on a ring, momentum, weight decay) and the same run
+    written as a user's loop on the library, with the command line's model, batches and learning
+    rate at each step: the same parameters, bit for bit."""
+    import torch.nn.functional as F
+
+    from dsgd.config import parse
+    from dsgd.data import load_dataset, local_batch, make_sampler
+    from dsgd.models import build_model
+    from dsgd.train import build
+    from trainer import TINY, train_here, worker_params
+    flags = [*TINY, "--algorithm", "dsgd", "--topology", "ring", "--weight-decay", "1e-3", "--milestones", "0.5",
+             "--steps-per-epoch", "8", "--eval-every", "8", "--vectorize", "off"]
+    train_here(N, tmp_path / "cli", *flags)
+
+    from trainer import FAST
+    cfg, _ = parse([*FAST, *flags, "--workers-per-rank", str(N), "--out", str(tmp_path / "unused")])
+    data = load_dataset("fashion-mnist", train=True)
+    plan = build.plan(cfg, 1, len(data))
+    lr = build.lr_schedule(cfg, plan)  # the command line's schedule: a decay at half the run
+    sampler = make_sampler(False, len(data), N, cfg.run.batch_size, cfg.run.seed, plan.steps_per_epoch)
+    torch.manual_seed(cfg.run.seed)
+    first = build_model("mlp", 1, 10, 28, norm="none")
+    models = [copy.deepcopy(first) for _ in range(N)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=cfg.optim.lr, momentum=0.9, weight_decay=1e-3, foreach=True)
+                  for m in models]
+    opt = dsgd.DecentralizedOptimizer(optimizers, models, dsgd.algorithms.dsgd("ring"),
+                                      dsgd.start("self", workers_per_rank=N))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the in-process command line ran
+    try:
+        for t in range(plan.total_steps):
+            for group in opt.param_groups:
+                group["lr"] = lr(t)
+            opt.zero_grad()
+            for k, m in enumerate(models):
+                x, y = local_batch(data, sampler, k, t, cfg.run.seed)
+                F.cross_entropy(m(x), y).backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    mine = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
+    assert torch.equal(mine, worker_params(tmp_path / "cli").reshape(N, -1))
