@@ -36,9 +36,10 @@ class LeastSquares(torch.nn.Module):
         return torch.cat([self.head, self.tail]).detach().numpy().copy()
 
 
-def train(opt, models, steps: int, zero=None, halves: bool = False):
-    """STEPS steps of the user's loop: zero, backward (in two halves when HALVES), step, schedule."""
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: DECAY ** t)
+def train(opt, models, steps: int, zero=None, halves: bool = False, sched=None):
+    """STEPS steps of the user's loop: zero, backward (in two halves when HALVES), step, schedule
+    (SCHED, or a new LambdaLR giving lr(t))."""
+    sched = sched or torch.optim.lr_scheduler.LambdaLR(opt, lambda t: DECAY ** t)
     for _ in range(steps):
         (zero or opt.zero_grad)()
         for m in models:

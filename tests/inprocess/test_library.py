@@ -128,12 +128,7 @@ def test_resume_from_saved_state_continues_bit_for_bit(algorithm):
         m.load_state_dict(s)
     opt.load_state_dict(state["opt"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** (t + 10))  # the scheduler resumes too
-    for _ in range(10):
-        opt.zero_grad()
-        for m in models:
-            m().backward()
-        opt.step()
-        sched.step()
+    train(opt, models, 10, sched=sched)
     assert opt.steps == 20
     assert np.array_equal(xs(models), xs(straight_models))
 
@@ -222,12 +217,7 @@ def test_qsr_resumes_with_the_rounds_it_had_decided():
     train(straight, straight_models, 40)
     _, models, opt = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** t)
-    for _ in range(17):  # stopped inside a round
-        opt.zero_grad()
-        for m in models:
-            m().backward()
-        opt.step()
-        sched.step()
+    train(opt, models, 17, sched=sched)  # stopped inside a round
     saved = {"models": [m.state_dict() for m in models], "opt": opt.state_dict(), "sched": sched.state_dict()}
     _, models, opt = setup(dsgd.algorithms.qsr(period=2, alpha=0.12))  # a new process, as PyTorch resumes:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99 ** t)  # the scheduler made, then both loaded
@@ -235,12 +225,7 @@ def test_qsr_resumes_with_the_rounds_it_had_decided():
         m.load_state_dict(s)
     opt.load_state_dict(saved["opt"])
     sched.load_state_dict(saved["sched"])
-    for _ in range(23):
-        opt.zero_grad()
-        for m in models:
-            m().backward()
-        opt.step()
-        sched.step()
+    train(opt, models, 23, sched=sched)
     assert np.array_equal(xs(models), xs(straight_models))
 
 
