@@ -154,10 +154,12 @@ def report(args, rows: list, meta: dict) -> None:
         table.append(f"| {s['rate']} | {s['algorithm']} | {s['step_ms']:.1f} ({lo:.1f}-{hi:.1f}) | "
                      f"{s['compute_ms']:.1f} | {s['comm_ms']:.1f} | {s['other_ms']:.1f} | {s['link_floor_ms']:.1f} | "
                      f"{s['dsgd_mb_per_step']:.3f} | {s['kernel_mb_per_step']:.3f} | {s['test_acc']:.3f} |")
-    text = [f"# C-SGD against D-SGD on a ring, on {HOSTS} lab hosts at {' and '.join(args.rates)}", "",
+    rates, seeds = list(dict.fromkeys(r["rate"] for r in rows)), sorted({r["seed"] for r in rows})
+    text = [f"# C-SGD against D-SGD on a ring, on {HOSTS} lab hosts at {' and '.join(rates)}", "",
             f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared "
-            f"by all hosts). Each cell: {args.steps} steps, seeds {', '.join(map(str, args.seeds))}; medians over "
-            f"seeds, the step time's range in brackets. One cell's command:", "", "```bash", rows[0]["command"], "```",
+            f"by all hosts; load average {meta['machine']['load_average_at_start'][0]:g} when it started). Each "
+            f"cell: {rows[0]['steps']} steps, seeds {', '.join(map(str, seeds))}; medians over seeds, the step "
+            f"time's range in brackets. One cell's command:", "", "```bash", rows[0]["command"], "```",
             "", *table, "", *verdicts(summary), "", "![step time](step_time.png)", "",
             "Columns are the lab report's (docs/lab.md): dsgd's own per-step seconds and bytes, and the kernel's "
             "bytes on each host's link. `other` is evaluation (once, 500 samples), data and logging, spread over "
@@ -180,13 +182,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     command = provenance.script_command("lab_bandwidth.py", sys.argv[1:] if argv is None else argv)
     meta = {**provenance.produced_by(command), "machine": provenance.machine(), "cpu_model": lscpu_model()}
-    t0 = time.time()
+    runs = Path(args.out) / "runs.json"
     if args.part in ("run", "all"):
+        t0 = time.time()
         rows = run(args)
-        (Path(args.out) / "runs.json").write_text(json.dumps(rows, indent=1) + "\n")
-    else:
-        rows = json.loads((Path(args.out) / "runs.json").read_text())
-    meta["wall_s"] = time.time() - t0
+        meta["wall_s"] = time.time() - t0
+        runs.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    else:  # the numbers keep the provenance of the run that made them
+        saved = json.loads(runs.read_text())
+        rows, meta = saved["rows"], {**saved["meta"], "report_command": command}
     if args.part in ("report", "all"):
         report(args, rows, meta)
     return 0
