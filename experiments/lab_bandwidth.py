@@ -156,6 +156,9 @@ def report(args, rows: list, meta: dict) -> None:
                      f"{s['dsgd_mb_per_step']:.3f} | {s['kernel_mb_per_step']:.3f} | {s['test_acc']:.3f} |")
     rates, seeds = list(dict.fromkeys(r["rate"] for r in rows)), sorted({r["seed"] for r in rows})
     text = [f"# C-SGD against D-SGD on a ring, on {HOSTS} lab hosts at {' and '.join(rates)}", "",
+            f"Question: when every host's link runs at these rates, is a D-SGD step on a ring (each worker sends "
+            f"its model to 2 neighbours) faster than a C-SGD step (an allreduce) at {HOSTS} hosts? The answer per "
+            f"rate is in the sentences below the table.", "",
             f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared "
             f"by all hosts; load average {meta['machine']['load_average_at_start'][0]:g} when it started). Each "
             f"cell: {rows[0]['steps']} steps, seeds {', '.join(map(str, seeds))}; medians over seeds, the step "
