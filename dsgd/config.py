@@ -51,14 +51,24 @@ def partition_spec(spec: str) -> bool:
     return True
 
 
+# The names each registry holds (dsgd.train.build.ALGORITHMS, dsgd.models, dsgd.data.DATASETS), listed
+# here so that --help needs no torch; the registries refuse to load if they and these lists differ.
+DATASETS = ("fashion-mnist", "cifar10", "synthetic", "fortunes")
+MODELS = ("cnn", "mlp", "resnet20", "resnet56", "resnet18", "vgg16", "gpt")
+
+
 @dataclass
 class DataConfig:
-    dataset: str = opt("fashion-mnist", "training data", ["fashion-mnist", "cifar10", "synthetic"])
+    dataset: str = opt("fashion-mnist", "training data: images (fashion-mnist, cifar10, synthetic) or text "
+                       "(fortunes: the Debian package's English quotations as bytes, for --model gpt)",
+                       list(DATASETS))
     data_dir: Optional[str] = opt(None, "directory of the dataset files; none: the Debian package path for "
                                   "Fashion-MNIST (CIFAR-10 needs one)")
     replacement: bool = opt(False, "sample local batches with replacement (else: one shared shuffle per epoch "
                             "split into disjoint shards)")
     steps_per_epoch: int = opt(0, "steps per epoch; 0 derives floor(train size / total batch)", check=at_least(0))
+    context: int = opt(64, "tokens (bytes) per sample of a text dataset: the language model's context",
+                       check=at_least(1))
     augment: Optional[bool] = opt(None, "random crop + flip; none: on for CIFAR-10, off for Fashion-MNIST")
     label_noise: float = opt(0.0, "probability of replacing a drawn label by a random other class", check=IN_UNIT)
     partition: str = opt("iid", "which samples each worker trains on: iid (every worker samples the whole set), "
@@ -69,7 +79,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = opt("cnn", "architecture", ["cnn", "mlp", "resnet20", "resnet56", "resnet18", "vgg16"])
+    model: str = opt("cnn", "architecture: an image classifier, or gpt (a small byte-level transformer language "
+                     "model, for text datasets)", list(MODELS))
     norm: str = opt("bn", "normalization layers", ["bn", "gn", "none"])
     n_groups: int = opt(8, "groups of GroupNorm (with --norm gn)", check=at_least(1))
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dsgd.comm import BucketLayout, Mixer, SelfCommunicator
-from dsgd.train.engine import Engine
+from dsgd.rules.engine import WorkerEngine
 
 
 class Problem:
@@ -93,7 +93,7 @@ def run_rule(rule, mixer, problem: Problem, workers: list[int], lr, steps: int, 
     """Drive `rule` on this process's workers with exact local gradients; their parameters after `steps`."""
     w = FlatWorkers(problem.x0[workers], lr, splits, dtype)
     w.first = workers
-    engine = Engine(mixer, w, lr)
+    engine = WorkerEngine(mixer, w, lr)
     rule.attach(engine)
     for t in range(steps):
         w.t = t

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import dsgd
 from dsgd.data.text import load_fortunes
+from dsgd.models import GPT  # the model --model gpt trains from the command line; any nn.Module works here
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--algorithm", choices=["csgd", "local", "qsr"], default="local")
@@ -22,22 +23,6 @@ ap.add_argument("--lr", type=float, default=3e-3)
 ap.add_argument("--context", type=int, default=64)
 ap.add_argument("--batch-size", type=int, default=16)
 args = ap.parse_args()
-
-
-class GPT(torch.nn.Module):
-    """Token and position embeddings, pre-norm transformer blocks with causal attention, a byte head."""
-
-    def __init__(self, context, d=64, heads=4, layers=2, vocab=256):
-        super().__init__()
-        self.tok, self.pos = torch.nn.Embedding(vocab, d), torch.nn.Embedding(context, d)
-        block = torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
-        self.blocks = torch.nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.norm, self.head = torch.nn.LayerNorm(d), torch.nn.Linear(d, vocab)
-        self.register_buffer("mask", torch.nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
-
-    def forward(self, x):
-        h = self.tok(x) + self.pos(torch.arange(x.shape[1]))
-        return self.head(self.norm(self.blocks(h, mask=self.mask, is_causal=True)))
 
 
 def windows(data, n, generator):
@@ -68,4 +53,4 @@ with opt.averaged(), torch.no_grad():
 if world.rank == 0:
     print(f"{args.algorithm}: {args.steps} steps on {world.n_workers} workers, validation loss {loss:.4f} "
           f"(perplexity {math.exp(loss):.2f}; uniform bytes: {math.log(256):.4f}), "
-          f"{opt.stats['bytes_sent'] + opt.stats['allreduce_bytes']} bytes handed to the network by rank 0", flush=True)
+          f"{opt.stats['bytes_sent']:.0f} bytes sent per worker", flush=True)

@@ -44,5 +44,5 @@ for epoch in range(args.epochs):
         x, y = test.tensors
         accuracy = (model(x[:2000]).argmax(1) == y[:2000]).float().mean().item()
     if world.rank == 0:
-        print(f"epoch {epoch + 1}: average model accuracy {accuracy:.4f}, {opt.stats['bytes_sent']} bytes sent "
-              f"by rank 0", flush=True)
+        print(f"epoch {epoch + 1}: average model accuracy {accuracy:.4f}, {opt.stats['bytes_sent']:.0f} bytes sent "
+              f"per worker", flush=True)

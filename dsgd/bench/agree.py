@@ -148,9 +148,8 @@ def measure_model(args, world, model: str) -> dict:
                 world.Barrier()
                 t0 = time.perf_counter()
                 for _ in range(args.window):
-                    pending = run.train_step(t, None)
-                    if pending is not None:
-                        pending.wait()
+                    run.train_step(t)
+                    run.engine.finish()
                     t += 1
                 times[w, j] = time.perf_counter() - t0
                 if names[j] == "agreed":

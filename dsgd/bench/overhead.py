@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
     batches = [trainer.batch_of(t)(0) for t in range(steps)]  # what the trainer's worker 0 draws at step t
     times = {"dsgd": [], "plain": [], "data": []}
     for t in range(steps):
-        sides = [("dsgd", lambda: trainer.train_step(t, None)), ("plain", lambda: plain_step(plain, opt, *batches[t]))]
+        sides = [("dsgd", lambda: trainer.train_step(t)), ("plain", lambda: plain_step(plain, opt, *batches[t]))]
         for name, fn in (sides if t % 2 == 0 else sides[::-1]):
             seconds = timed(fn, device)
             if t >= args.warmup:

@@ -109,7 +109,7 @@ def make_sides(args, world):
     for name in PEERS_SIDES:
         if name in runs:
             run = runs[name][0]
-            sides[name] = (lambda t, run=run: run.train_step(t, None))
+            sides[name] = (lambda t, run=run: run.train_step(t))
         else:
             sides[name] = plain[name].step
     return sides, runs

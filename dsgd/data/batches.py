@@ -5,14 +5,12 @@ from typing import Iterator
 
 import torch
 
-from dsgd.data.augment import Augmentation, augmentation_for
-from dsgd.data.datasets import Dataset, to_float
-from dsgd.data.label_noise import corrupt_labels
-from dsgd.data.rng import generator
+from dsgd.data.augment import Augmentation
+from dsgd.data.datasets import TrainingData
 from dsgd.data.samplers import Sampler
 
 
-def local_batch(dataset: Dataset, sampler: Sampler, worker: int, step: int, seed: int,
+def local_batch(dataset: TrainingData, sampler: Sampler, worker: int, step: int, seed: int,
                 augment: bool | Augmentation = False, label_noise_p: float = 0.0,
                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The (inputs, targets) worker `worker` trains on at global `step`.
@@ -33,19 +31,11 @@ def local_batch(dataset: Dataset, sampler: Sampler, worker: int, step: int, seed
             normalisation, a quarter of the float32 bytes.
 
     Returns:
-        x: float32 B_loc x C x H x W, normalised by the dataset's mean and std.
-        y: int64 B_loc.
+        (x, y) as the dataset's `draw` gives them: for images float32 B_loc x C x H x W
+        normalised by the dataset's mean and std and int64 B_loc labels; for text int64
+        B_loc x context windows and their next tokens.
     """
-    idx = sampler.indices(worker, step).to(dataset.images.device)
-    images, labels = dataset.images[idx], dataset.labels[idx]
-    aug = augmentation_for(dataset.name) if augment is True else augment
-    if aug and aug.enabled:
-        images = aug(images, generator(seed, "augment", worker, step))
-    if label_noise_p > 0:
-        g = generator(seed, "noise", worker, step)
-        labels = corrupt_labels(labels, dataset.num_classes, label_noise_p, g)
-    x = to_float(images.to(device, non_blocking=True), dataset.mean, dataset.std)
-    return x, labels.to(device, non_blocking=True)
+    return dataset.draw(sampler.indices(worker, step), seed, worker, step, augment, label_noise_p, device)
 
 
 def shard_range(n: int, rank: int, size: int) -> range:
@@ -67,7 +57,7 @@ def shard_range(n: int, rank: int, size: int) -> range:
     return range(start, start + base + (rank < extra))
 
 
-def eval_batches(dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
+def eval_batches(dataset: TrainingData, batch_size: int, device: torch.device | str = "cpu",
                  items: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield normalised (x, y) batches over `items` (default: the whole set), in order.
 
@@ -81,7 +71,4 @@ def eval_batches(dataset: Dataset, batch_size: int, device: torch.device | str =
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     items = items if items is not None else range(len(dataset))
     for start in range(items.start, items.stop, batch_size):
-        stop = min(start + batch_size, items.stop)
-        images = dataset.images[start:stop].to(device, non_blocking=True)
-        x = to_float(images, dataset.mean, dataset.std)
-        yield x, dataset.labels[start:stop].to(device, non_blocking=True)
+        yield dataset.take(slice(start, min(start + batch_size, items.stop)), device)

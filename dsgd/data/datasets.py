@@ -1,13 +1,48 @@
-"""Datasets held in memory as uint8 tensors, looked up by name in a registry."""
+"""Datasets held in memory, looked up by name in a registry.
+
+A dataset is anything with the small protocol the trainer reads (see `TrainingData`): its length,
+the (inputs, targets) of given sample indices, labels where partitions need them, and the task its
+targets define. Images held as uint8 are one implementation, byte streams of text another
+(dsgd.data.text.TokenStream).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 
-from dsgd.data import cifar10, fashion_mnist, synthetic
+from dsgd.data import cifar10, fashion_mnist, synthetic, text
+from dsgd.data.augment import Augmentation, augmentation_for
+from dsgd.data.label_noise import corrupt_labels
+from dsgd.data.rng import generator
+
+
+class TrainingData(Protocol):
+    """What the trainer needs of a dataset split.
+
+    Attributes:
+        name: registry name.
+        task: what the targets mean, a key of dsgd.tasks.TASKS ("classification", "next-token").
+        num_classes: size of the model's output (classes, or the vocabulary).
+        labels: one int64 label per sample, or None where there are none (partitions need them).
+    """
+
+    name: str
+    task: str
+    num_classes: int
+    labels: Optional[torch.Tensor]
+
+    def __len__(self) -> int: ...
+
+    def take(self, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of the samples `idx` (an index tensor or a slice), as the model reads them."""
+
+    def draw(self, idx, seed: int, worker: int, step: int, augment, label_noise: float,
+             device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch of the samples `idx`: `take` plus the run's augmentation and label noise,
+        random from (seed, worker, step) alone."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +71,7 @@ class Dataset:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -57,6 +93,24 @@ class Dataset:
     def image_size(self) -> int:
         """Height of the (square) images."""
         return self.images.shape[2]
+
+    def take(self, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised float32 images and int64 labels; uint8 moves to the device before normalising."""
+        return (to_float(self.images[idx].to(device, non_blocking=True), self.mean, self.std),
+                self.labels[idx].to(device, non_blocking=True))
+
+    def draw(self, idx, seed, worker, step, augment, label_noise, device):
+        """Augmentation from generator(seed, "augment", worker, step), label noise from
+        generator(seed, "noise", worker, step)."""
+        idx = idx.to(self.images.device)
+        images, labels = self.images[idx], self.labels[idx]
+        aug = augmentation_for(self.name) if augment is True else augment
+        if aug and aug.enabled:
+            images = aug(images, generator(seed, "augment", worker, step))
+        if label_noise > 0:
+            labels = corrupt_labels(labels, self.num_classes, label_noise, generator(seed, "noise", worker, step))
+        x = to_float(images.to(device, non_blocking=True), self.mean, self.std)
+        return x, labels.to(device, non_blocking=True)
 
 
 def to_float(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -86,22 +140,30 @@ def _synthetic(data_dir: str | Path | None, train: bool, **options: Any) -> Data
     return Dataset("synthetic", images, labels, num_classes, (0.5,) * channels, (0.35,) * channels)
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
+def _fortunes(data_dir: str | Path | None, train: bool, context: int = text.DEFAULT_CONTEXT) -> text.TokenStream:
+    stream = text.load_fortunes(data_dir)[0 if train else 1]
+    return text.TokenStream("fortunes", stream, context)
+
+
+DATASETS: dict[str, Callable[..., TrainingData]] = {
     "fashion-mnist": _fashion_mnist,
     "cifar10": _cifar10,
     "synthetic": _synthetic,
+    "fortunes": _fortunes,
 }
+OPTIONS = {"synthetic": None, "fortunes": {"context"}}  # the options each dataset takes (None: any)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, train: bool = True,
-                 **options: Any) -> Dataset:
+                 **options: Any) -> TrainingData:
     """Load the train or test split of a registered dataset.
 
     Args:
-        name: one of DATASETS ("fashion-mnist", "cifar10", "synthetic").
+        name: one of DATASETS ("fashion-mnist", "cifar10", "synthetic", "fortunes").
         data_dir: where the files are; None means the dataset's default place.
-        train: training split if True, else test split.
-        options: extra settings, accepted only by "synthetic" (see make_synthetic).
+        train: training split if True, else test split (fortunes: the last tenth of the text).
+        options: extra settings: "synthetic" takes those of make_synthetic, "fortunes" `context`
+            (tokens per sample).
 
     Raises:
         ValueError: unknown name, or options given to a dataset read from files.
@@ -109,6 +171,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, train: bool = Tr
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
-    if options and name != "synthetic":
-        raise ValueError(f"dataset {name!r} takes no options, got {sorted(options)}")
+    allowed = OPTIONS.get(name, set())
+    if allowed is not None and set(options) - allowed:
+        raise ValueError(f"dataset {name!r} takes {'no options' if not allowed else sorted(allowed)}, "
+                         f"got {sorted(options)}")
     return DATASETS[name](data_dir, train, **options)

@@ -6,6 +6,8 @@ networkx graph on nodes 0..n-1, a numpy mixing matrix, or a `topologies.Topology
     dsgd.algorithms.local_sgd(period=8)          # average every 8 steps
     dsgd.algorithms.qsr(period=2, alpha=0.02)    # rounds that lengthen as the learning rate falls
     dsgd.algorithms.gradient_tracking(nx.cycle_graph(8))
+    dsgd.algorithms.diloco(period=50)            # an outer Nesterov step on the averaged pseudo-gradient
+    dsgd.algorithms.diloco(period=50, topology_spec="ring")   # the same over a graph: gossip DiLoCo
 
 A rule of one's own is a subclass of `dsgd.Rule` given directly to the wrapper.
 """
@@ -19,6 +21,7 @@ import numpy as np
 
 import topologies
 from dsgd.compress import parse_codec
+from dsgd.rules.outer import OuterStep, Sparta, StreamingOuterStep, outer_optimizer
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, ParallelSGD, PostLocalSGD
@@ -172,5 +175,52 @@ def choco(topology_spec: Any = "ring", compress: str = "sign", consensus_step: f
                      {"topology": topology_spec, "compress": compress, "consensus_step": consensus_step})
 
 
-__all__ = ["Algorithm", "choco", "csgd", "d2", "dsgd", "exact_diffusion", "gradient_tracking", "local_sgd",
-           "postlocal", "push_sum", "qgm", "qsr", "topology"]
+def _rounds(topology_spec, n, period, name):
+    """The schedule of an outer rule: the all-1/n average every PERIOD steps (topology None), or the
+    graph's W(round)."""
+    if topology_spec is None:
+        return LocalSGD(n, period, NEVER_ENDS)
+    return Gossip(_doubly(topology_spec, n, name), period)
+
+
+def diloco(period: int, topology_spec: Any = None, outer: str = "nesterov", outer_lr: float = 0.7,
+           outer_momentum: float = 0.9, compress: str = "none", seed: int = 0) -> Algorithm:
+    """DiLoCo: PERIOD inner steps of the wrapped optimizer, then the pseudo-gradient (anchor - x) is
+    averaged (topology None) or mixed over a graph (gossip DiLoCo; "random-one-peer" is the NoLoCo
+    setting) and an outer optimizer steps the anchor: "nesterov" (the paper's, lr 0.7, momentum 0.9),
+    "sgd" (momentum SGD: SlowMo) or "adam"; a codec compresses the pseudo-gradient with error feedback."""
+    factory = outer_optimizer(outer, outer_lr, outer_momentum)
+    codec = None if compress == "none" else _codec(compress)
+    if getattr(codec, "low_rank", False):
+        raise ValueError(f"compress {compress}: PowerSGD compresses C-SGD's gradients; give diloco another codec")
+    return Algorithm("diloco", lambda n: OuterStep(_rounds(topology_spec, n, period, "diloco"), factory, codec, seed),
+                     {"period": period, "topology": topology_spec, "outer": outer, "outer_lr": outer_lr,
+                      "outer_momentum": outer_momentum, "compress": compress})
+
+
+def streaming_diloco(period: int, fragments: int = 2, delay: int = 1, alpha: float = 0.5, topology_spec: Any = None,
+                     outer: str = "nesterov", outer_lr: float = 0.7, outer_momentum: float = 0.9) -> Algorithm:
+    """Streaming DiLoCo: the model's tensors in FRAGMENTS groups by layer that end their rounds in turn
+    through the period; a fragment's exchange lands DELAY inner steps after it started, and the worker
+    keeps alpha of its own fragment (0: the new anchor, as DiLoCo)."""
+    factory = outer_optimizer(outer, outer_lr, outer_momentum)
+
+    def make(n):
+        topo = None if topology_spec is None else _doubly(topology_spec, n, "streaming diloco")
+        return StreamingOuterStep(n, period, fragments, delay, alpha, topo, factory)
+    StreamingOuterStep(2, period, fragments, delay, alpha)  # its settings are refused here, not when built
+    return Algorithm("streaming-diloco", make, {"period": period, "fragments": fragments, "delay": delay,
+                                                "alpha": alpha, "topology": topology_spec})
+
+
+def sparta(fraction: float, topology_spec: Any = None, seed: int = 0) -> Algorithm:
+    """SPARTA: after every step a random fraction of the coordinates (the same on every worker, drawn
+    from the seed, never sent) is averaged (topology None) or mixed over a graph."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"SPARTA's fraction must be in (0, 1], got {fraction}")
+    return Algorithm("sparta", lambda n: Sparta(_rounds(topology_spec, n, 1, "sparta"), fraction, seed),
+                     {"fraction": fraction, "topology": topology_spec})
+
+
+__all__ = ["Algorithm", "choco", "csgd", "d2", "diloco", "dsgd", "exact_diffusion", "gradient_tracking", "local_sgd",
+           "postlocal", "push_sum", "qgm", "qsr", "sparta", "streaming_diloco", "topology"]

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import torch
 
 from dsgd.rules import Rule
-from dsgd.train.engine import Engine
+from dsgd.rules.engine import WorkerEngine
 from dsgd.train.workers import WorkerSet
 
 from .algorithms import Algorithm
@@ -28,9 +28,6 @@ def _refuse_wrapped(model: torch.nn.Module) -> None:
     if kind in ("DistributedDataParallel", "FullyShardedDataParallel", "DataParallel"):
         raise ValueError(f"the model is wrapped in {kind}, which averages gradients itself: give dsgd the plain "
                          f"module (dsgd does the communication)")
-    if kind == "OptimizedModule":
-        raise ValueError("the model is a torch.compile module: give dsgd the plain module, and compile it after "
-                         "the DecentralizedOptimizer is made (its parameters then live in dsgd's buffers)")
     if any(type(p).__name__ == "DTensor" for p in model.parameters()):
         raise ValueError("the model has sharded (DTensor) parameters: dsgd mixes whole parameters")
 
@@ -65,6 +62,9 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             from .world import start
             world = start()
         models = list(model) if isinstance(model, (list, tuple)) else [model]
+        # a torch.compile module trains the module it wraps: bind that one's parameters (the compiled
+        # code reads them as inputs, so it sees every mix)
+        models = [m._orig_mod if type(m).__name__ == "OptimizedModule" else m for m in models]
         optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
         if len(models) != world.workers_per_rank or len(optimizers) != len(models):
             raise ValueError(f"this world has {world.workers_per_rank} worker(s) per rank: give that many models and "
@@ -87,7 +87,7 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         self.rule = algorithm.build(world.n_workers, lambda: self._lr(0)) if isinstance(algorithm, Algorithm) \
             else algorithm
         decay = {id(p): g.get("weight_decay", 0.0) for g in self.optimizer.param_groups for p in g["params"]}
-        self.engine = Engine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
+        self.engine = WorkerEngine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
                              weight_decay=[decay[id(p)] for p in models[0].parameters()])
         if clip_grad_norm is not None:
             if not clip_grad_norm > 0:
@@ -95,7 +95,6 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             self.engine.optimizer_step = self._clipped_step(float(clip_grad_norm))
         self.rule.attach(self.engine)
         self.steps = 0
-        self._in_flight = None
 
     # torch.optim.Optimizer's attributes are the wrapped optimizer's (also after it loads a state_dict,
     # which replaces its lists)
@@ -121,12 +120,12 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.finish()
+        self.engine.finish()  # a parameter exchange left in flight; background ones land when due
         self._rebind_grads()
         if getattr(self, "found_inf", None) is not None and self._amp_skips():
             return loss
         self._share_hyperparameters()
-        self._in_flight = self.rule.step(self.steps, self.engine)
+        self.engine.adopt(self.rule.step(self.steps, self.engine))
         self.steps += 1
         return loss
 
@@ -168,10 +167,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         return self.world.comm.allreduce_max(float(found)) > 0
 
     def finish(self) -> None:
-        """Complete an exchange the last step left in flight (dsgd with overlap=True)."""
-        if self._in_flight is not None:
-            self._in_flight.wait()
-            self._in_flight = None
+        """Complete every exchange a step left in flight (dsgd with overlap=True, streaming DiLoCo)."""
+        self.engine.finish_all()
 
     def __enter__(self) -> "DecentralizedOptimizer":
         return self
@@ -250,8 +247,13 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
 
     @property
     def stats(self) -> dict:
-        """Bytes this rank sent and the time it spent communicating, so far."""
-        return self.world.mixer.stats.as_dict()
+        """What this rank's workers have sent so far, counted as the command line's metrics count it:
+        `bytes_sent` per worker (the mean over this rank's workers: each worker's row to the allreduce,
+        or its row times its out-degree on a sparse graph, or a codec's payload), `comm_s` the seconds
+        this rank spent communicating, `steps` the mixing steps by kind."""
+        mixer = self.world.mixer
+        return {"bytes_sent": float(mixer.worker_bytes_sent.mean()), "comm_s": mixer.stats.comm_s,
+                "steps": dict(mixer.stats.steps)}
 
     def __repr__(self) -> str:
         return f"DecentralizedOptimizer({type(self.rule).__name__} over {self.world.n_workers} workers, " \

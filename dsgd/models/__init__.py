@@ -12,6 +12,7 @@ from typing import Callable
 import torch.nn as nn
 
 from dsgd.models.cnn import MLP, SmallCNN
+from dsgd.models.gpt import GPT
 from dsgd.models.layers import NORMS
 from dsgd.models.resnet import ResNet, cifar_resnet, resnet18
 from dsgd.models.vgg import VGG
@@ -36,6 +37,26 @@ MODELS: dict[str, Callable[[int, int, int, str, int], nn.Module]] = {
     "resnet18": lambda c, k, size, norm, groups: resnet18(c, k, norm, groups),
     "vgg16": lambda c, k, size, norm, groups: VGG(c, k, norm=norm, n_groups=groups),
 }
+
+
+# Models of token sequences; each builder takes (vocabulary, context).
+TEXT_MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+    "gpt": lambda vocab, context: GPT(context, vocab),
+}
+
+
+def build_model_for(name: str, data, norm: str = "bn", n_groups: int | None = None) -> nn.Module:
+    """The model `name` shaped for the dataset split `data` (images: channels, classes and size;
+    text: vocabulary and context). A model of the other kind is refused in one line (ValueError)."""
+    if getattr(data, "task", "classification") == "next-token":
+        if name not in TEXT_MODELS:
+            raise ValueError(f"--model {name} reads images; --dataset {data.name} is text: use --model "
+                             f"{' or '.join(sorted(TEXT_MODELS))}")
+        return TEXT_MODELS[name](data.num_classes, data.context)
+    if name in TEXT_MODELS:
+        raise ValueError(f"--model {name} reads text; --dataset {data.name} is images: use one of "
+                         f"{', '.join(sorted(MODELS))}")
+    return build_model(name, data.in_channels, data.num_classes, data.image_size, norm=norm, n_groups=n_groups)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, image_size: int,
@@ -72,5 +93,5 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int,
         raise ValueError(f"{name}: {err}") from None
 
 
-__all__ = ["DEFAULT_GROUPS", "MODELS", "MLP", "ResNet", "SmallCNN", "VGG", "build_model",
+__all__ = ["DEFAULT_GROUPS", "GPT", "MODELS", "TEXT_MODELS", "MLP", "build_model_for", "ResNet", "SmallCNN", "VGG", "build_model",
            "cifar_resnet", "resnet18"]

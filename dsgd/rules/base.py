@@ -26,7 +26,7 @@ class Pending(Protocol):
 
 
 class Engine(Protocol):
-    """What a rule may use. Provided by the training loop (and by test harnesses)."""
+    """What a rule may use; `dsgd.rules.engine.WorkerEngine` is the one the trainer and the library give."""
 
     K: int
     params: Buffers   # the workers' parameters: the models' own storage
@@ -39,6 +39,15 @@ class Engine(Protocol):
         """One (K, 1) float64 buffer filled with value (a per-worker scalar such as push-sum's weight)."""
 
     def lr(self, t: int) -> float: ...
+
+    def views(self, buffers: Buffers, k: int) -> list:
+        """Worker k's rows of buffers laid out like the parameters, as tensors shaped like them."""
+
+    def slots(self) -> list:
+        """(bucket, offset, numel) of each parameter tensor, in model order."""
+
+    def start(self, W: np.ndarray, buffers: Sequence[torch.Tensor]) -> Pending:
+        """Start mixing buffers; the rule waits on the returned step when it needs the result."""
 
     def decayed_gradients(self) -> Buffers:
         """New buffers g + weight_decay * x (the decay the optimizer settings ask for)."""

@@ -13,6 +13,7 @@ from dsgd.config import Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.compress import parse_codec
 from dsgd.data.partition import parse_partition, split
+from dsgd.models import TEXT_MODELS
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
@@ -44,7 +45,7 @@ def check(cfg: Config, world_size: int) -> None:
         raise ConfigError(f"physical-batch-size {r.physical_batch_size} must divide batch-size {r.batch_size}")
     if o.nesterov and o.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
-    if cfg.model.norm == "bn" and min(r.batch_size, r.physical_batch_size or r.batch_size) < 2:
+    if cfg.model.norm == "bn" and cfg.model.model not in TEXT_MODELS and min(r.batch_size, r.physical_batch_size or r.batch_size) < 2:
         which = "physical-batch-size" if r.physical_batch_size == 1 else "batch-size"
         raise ConfigError(f"--{which} 1 with --norm bn: BatchNorm normalizes over a batch and needs at least 2 "
                           f"samples; use --norm gn or none, or a larger batch")
@@ -72,6 +73,18 @@ def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
         raise ConfigError(f"steps-per-epoch {spe} needs {spe * n * cfg.run.batch_size} samples per epoch without "
                           f"replacement; the training set has {train_size}")
     return Plan(n, spe, max(1, math.ceil(cfg.run.epochs * spe)))
+
+
+def check_data(cfg: Config, data) -> None:
+    """Settings that only image classification has: refused for a text dataset in one line."""
+    if getattr(data, "task", "classification") == "classification":
+        return
+    d = cfg.data
+    for given, name in ((d.augment, "--augment"), (d.label_noise > 0, "--label-noise"),
+                        (parse_partition(d.partition).name != "iid", f"--partition {d.partition}")):
+        if given:
+            raise ConfigError(f"{name} applies to labelled images; --dataset {d.dataset} is text (next-token "
+                              f"prediction): leave it out")
 
 
 def check_model(cfg: Config, model) -> None:
@@ -251,3 +264,18 @@ def rule(cfg: Config, p: Plan, lr: LRSchedule) -> Rule:
 
 def uses_topology(cfg: Config) -> bool:
     return "topology" in ALGORITHMS[cfg.algo.algorithm].reads
+
+
+def check_registries() -> None:
+    """The command line's choices (dsgd.config, kept free of torch for a fast --help) name exactly what
+    the registries hold; a registry entry added without its name there fails here, at import."""
+    from dsgd import config
+    from dsgd.data.datasets import DATASETS
+    from dsgd.models import MODELS
+    for what, listed, held in (("algorithms", config.ALGORITHMS, ALGORITHMS), ("datasets", config.DATASETS, DATASETS),
+                               ("models", config.MODELS, {**MODELS, **TEXT_MODELS})):
+        if tuple(listed) != tuple(held):
+            raise ImportError(f"dsgd.config lists {what} {list(listed)} but the registry holds {list(held)}")
+
+
+check_registries()

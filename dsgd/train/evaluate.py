@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from dsgd.data.batches import eval_batches, shard_range
-from dsgd.data.datasets import to_float
 from dsgd.data.rng import derive_seed
 from dsgd.data.samplers import WithReplacementSampler
+from dsgd.tasks import Classification
 
 
 def has_batchnorm(model: torch.nn.Module) -> bool:
@@ -43,21 +42,23 @@ def reestimate_batchnorm_(model, train_set, batches: int, batch_size: int, seed:
     sampler = WithReplacementSampler(len(train_set), 1, batch_size, derive_seed(seed, "bn", step))
     model.train()
     for j in range(batches):
-        idx = sampler.indices(0, j)
-        x = to_float(train_set.images[idx].to(device), train_set.mean, train_set.std)
-        model(x)
+        model(train_set.take(sampler.indices(0, j), device)[0])
 
 
 @torch.no_grad()
-def evaluate(model, test_set, comm, device, samples: int = 0, batch_size: int = 1000) -> tuple[float, float]:
-    """Test loss and accuracy on the first `samples` test items (0: all); each rank takes a shard."""
+def evaluate(model, test_set, comm, device, samples: int = 0, batch_size: int = 1000,
+             task=None) -> tuple[float, float]:
+    """Test loss and accuracy (per item: sample, or token) on the first `samples` test samples (0: all);
+    each rank takes a shard."""
+    task = task if task is not None else Classification()
     model.eval()
-    loss_sum, correct = 0.0, 0.0
+    loss_sum, correct, items = 0.0, 0.0, 0.0
     total = min(samples, len(test_set)) if samples > 0 else len(test_set)
     shard = shard_range(total, comm.rank, comm.size)
     for x, y in eval_batches(test_set, batch_size, device=device, items=shard):
         out = model(x)
-        loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-        correct += float((out.argmax(1) == y).sum())
-    loss_sum, correct = comm.allreduce_floats([loss_sum, correct])
-    return loss_sum / total, correct / total
+        loss_sum += float(task.loss_sum(out, y))
+        correct += float(task.hits(out, y))
+        items += task.count(y)
+    loss_sum, correct, items = comm.allreduce_floats([loss_sum, correct, items])
+    return loss_sum / items, correct / items

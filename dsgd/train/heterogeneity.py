@@ -9,11 +9,11 @@ minimum against the averaged model's test accuracy show what mixing buys.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from dsgd.data.batches import eval_batches
-from dsgd.data.datasets import Dataset, to_float
+from dsgd.data.datasets import TrainingData
 from dsgd.data.rng import generator
+from dsgd.tasks import Classification
 
 
 def probe_indices(part: torch.Tensor, samples: int, seed: int, worker: int) -> torch.Tensor:
@@ -23,14 +23,16 @@ def probe_indices(part: torch.Tensor, samples: int, seed: int, worker: int) -> t
     return part[torch.randperm(len(part), generator=g)[:samples]]
 
 
-def flat_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the mean cross-entropy on (x, y) at the model's parameters, flattened, float64.
+def flat_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task=None) -> torch.Tensor:
+    """Gradient of the task's mean loss (cross-entropy by default) on (x, y) at the model's parameters,
+    flattened, float64.
 
     The model is in eval mode (BatchNorm uses the statistics it holds) and its .grad is untouched.
     """
     model.eval()
     params = list(model.parameters())
-    grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    loss = (task if task is not None else Classification()).loss(model(x), y)
+    grads = torch.autograd.grad(loss, params)
     return torch.cat([g.reshape(-1) for g in grads]).to(torch.float64)
 
 
@@ -51,18 +53,18 @@ class Heterogeneity:
         seed: run seed; the probes come from generator(seed, "probe", worker).
     """
 
-    def __init__(self, train_set: Dataset, parts, workers: range, samples: int, seed: int, device) -> None:
+    def __init__(self, train_set: TrainingData, parts, workers: range, samples: int, seed: int, device,
+                 task=None) -> None:
         everything = torch.arange(len(train_set), dtype=torch.int64)
+        self.task = task if task is not None else Classification()
         self.probes = []
         for w in workers:
             part = everything if parts is None else torch.as_tensor(parts[w], dtype=torch.int64)
-            idx = probe_indices(part, samples, seed, w)
-            x = to_float(train_set.images[idx].to(device), train_set.mean, train_set.std)
-            self.probes.append((x, train_set.labels[idx].to(device)))
+            self.probes.append(train_set.take(probe_indices(part, samples, seed, w), device))
 
     def zeta2(self, avg_model: torch.nn.Module, mixer) -> float:
         """zeta2 at the parameters `avg_model` holds (x_bar), over all workers of all ranks."""
-        grads = torch.stack([flat_gradient(avg_model, x, y) for x, y in self.probes])
+        grads = torch.stack([flat_gradient(avg_model, x, y, self.task) for x, y in self.probes])
         mean = mixer.average([grads])[0]
         return mixer.comm.allreduce_floats([squared_deviation(grads, mean)])[0] / mixer.n_workers
 
@@ -75,18 +77,25 @@ class Heterogeneity:
         """
         total = min(eval_samples, len(test_set)) if eval_samples > 0 else len(test_set)
         counts = [0.0] * mixer.n_workers
+        items = 0
         for k, model in enumerate(models):
-            counts[first_worker + k] = float(correct_predictions(model, test_set, device, total))
-        counts = mixer.comm.allreduce_floats(counts)
+            hits, items = correct_predictions(model, test_set, device, total, task=self.task)
+            counts[first_worker + k] = float(hits)
+        counts = mixer.comm.allreduce_floats(counts)  # items: the same on every rank (the same test samples)
         return {"zeta2": self.zeta2(avg_model, mixer),
-                "local_test_acc_mean": sum(counts) / (len(counts) * total),
-                "local_test_acc_min": min(counts) / total}
+                "local_test_acc_mean": sum(counts) / (len(counts) * items),
+                "local_test_acc_min": min(counts) / items}
 
 
 @torch.no_grad()
-def correct_predictions(model: torch.nn.Module, test_set: Dataset, device, total: int,
-                        batch_size: int = 1000) -> int:
-    """How many of the first `total` test items `model` (in eval mode) classifies right."""
+def correct_predictions(model: torch.nn.Module, test_set: TrainingData, device, total: int,
+                        batch_size: int = 1000, task=None) -> tuple[int, int]:
+    """(hits, items): how many of the items (samples, or tokens) of the first `total` test samples
+    `model` (in eval mode) predicts right, and how many there are."""
+    task = task if task is not None else Classification()
     model.eval()
-    return sum(int((model(x).argmax(1) == y).sum())
-               for x, y in eval_batches(test_set, batch_size, device=device, items=range(total)))
+    hits, items = 0, 0
+    for x, y in eval_batches(test_set, batch_size, device=device, items=range(total)):
+        hits += int(task.hits(model(x), y))
+        items += task.count(y)
+    return hits, items

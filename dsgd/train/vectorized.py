@@ -11,7 +11,6 @@ import warnings
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from dsgd.train.workers import WorkerSet
@@ -38,7 +37,7 @@ class VectorizedWorkerSet(WorkerSet):
 
         def loss_and_correct(params, buffers, x, y):
             out = functional_call(self._template, (params, buffers), (x,))
-            return F.cross_entropy(out, y), (out.argmax(1) == y).sum()
+            return self.task.loss(out, y), self.task.hits(out, y)
         self._batched = vmap(loss_and_correct)
         if probe is not None:
             self._probe(*probe)
@@ -49,7 +48,7 @@ class VectorizedWorkerSet(WorkerSet):
         params = dict(zip(self._param_names, self._stacked))
         buffers = {n: b.clone() for n, b in zip(self._buffer_names, self._stacked_buffers)}
         self._template.train()
-        self._batched(params, buffers, x[:2].expand(self.K, *x[:2].shape), y[:2].expand(self.K, 2))
+        self._batched(params, buffers, x[:2].expand(self.K, *x[:2].shape), y[:2].expand(self.K, *y[:2].shape))
 
     def compute_grads(self, batch_of: Callable, physical_batch: int = 0) -> tuple[float, float, int]:
         for g in self.grads:
@@ -72,7 +71,7 @@ class VectorizedWorkerSet(WorkerSet):
             losses, hits = self._batched(params, buffers, x[:, i:i + chunk], y[:, i:i + chunk])
             n = y[:, i:i + chunk].shape[1]
             (losses.sum() * (n / B)).backward()
-            loss_sum += float(losses.detach().sum()) * n
+            loss_sum += float(losses.detach().sum()) * self.task.count(y[0, i:i + chunk])
             correct += int(hits.sum())
         for s, g in zip(self._stacked, self._stacked_grads):
             if s.grad is not g:  # autograd replaced rather than accumulated: keep the flat buffer current
@@ -80,7 +79,7 @@ class VectorizedWorkerSet(WorkerSet):
         for view, b in zip(self._stacked_buffers, work):
             if view.data_ptr() != b.data_ptr():
                 view.copy_(b)
-        return loss_sum, correct, B * self.K
+        return loss_sum, correct, self.task.count(y[0]) * self.K
 
 
 def choose(mode: str, device: torch.device, K: int) -> bool:
@@ -93,12 +92,13 @@ def choose(mode: str, device: torch.device, K: int) -> bool:
     return device.type == "cuda"
 
 
-def make_workers(model, K: int, first_worker: int, optim_cfg, device, mode: str, probe=None) -> WorkerSet:
+def make_workers(model, K: int, first_worker: int, optim_cfg, device, mode: str, probe=None,
+                 task=None) -> WorkerSet:
     """Serial or vectorized workers; `probe` is a sample (x, y) batch to try the batched pass on."""
     if choose(mode, device, K):
         try:
-            return VectorizedWorkerSet(model, K, first_worker, optim_cfg, device, probe=probe)
+            return VectorizedWorkerSet(model, K, first_worker, optim_cfg, device, task, probe=probe)
         except Exception as e:  # a model vmap cannot batch: fall back, say why
             print(f"dsgd: cannot vectorize {type(model).__name__} ({type(e).__name__}: {e}); "
                   f"training its {K} workers one after another", file=sys.stderr)
-    return WorkerSet(model, K, first_worker, optim_cfg, device)
+    return WorkerSet(model, K, first_worker, optim_cfg, device, task)

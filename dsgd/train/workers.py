@@ -10,9 +10,9 @@ import copy
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dsgd.comm import BucketLayout, bind_, bind_grads_
+from dsgd.tasks import Classification
 from dsgd.train.regroup import zeroed_optimizer_state
 
 
@@ -50,11 +50,12 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], c
 class WorkerSet:
     """K replicas of `model`, identical at the start, trained one after another."""
 
-    def __init__(self, model: torch.nn.Module, K: int, first_worker: int, optim_cfg, device):
+    def __init__(self, model: torch.nn.Module, K: int, first_worker: int, optim_cfg, device, task=None):
         models = [copy.deepcopy(model).to(device) for _ in range(K)]
         names = [n for n, _ in models[0].named_parameters()]
         self._bind(models, [make_optimizer(list(m.parameters()), names, optim_cfg) for m in models], first_worker,
                    device)
+        self.task = task if task is not None else Classification()
 
     @classmethod
     def of(cls, models: Sequence[torch.nn.Module], optimizers: Sequence[torch.optim.Optimizer], first_worker: int,
@@ -62,6 +63,7 @@ class WorkerSet:
         """The caller's own models and optimizers (the library's), bound in place: no copies."""
         workers = cls.__new__(cls)
         workers._bind(list(models), list(optimizers), first_worker, device, bucket_bytes)
+        workers.task = Classification()  # unused: the library's user computes their own loss
         return workers
 
     def _bind(self, models, optimizers, first_worker: int, device, bucket_bytes: int | None = None) -> None:
@@ -94,9 +96,10 @@ class WorkerSet:
 
     def compute_grads(self, batch_of: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                       physical_batch: int = 0) -> tuple[float, float, int]:
-        """Forward and backward for every worker on its own batch; gradients land in self.grads.
+        """Forward and backward of the task's mean loss for every worker on its own batch; gradients
+        land in self.grads.
 
-        Returns (sum of losses x samples, correct predictions, samples) over the K workers.
+        Returns (sum of losses x items, hits, items) over the K workers (items: samples, or tokens).
         """
         for g in self.grads:  # reused buffers: zero in place, autograd accumulates into them
             g.zero_()
@@ -108,12 +111,12 @@ class WorkerSet:
             for i in range(0, len(y), chunk):
                 xc, yc = x[i:i + chunk], y[i:i + chunk]
                 out = model(xc)
-                loss = F.cross_entropy(out, yc)
+                loss = self.task.loss(out, yc)
                 # chunks are weighted by their share of the local batch: the sum is the batch mean
                 (loss * (len(yc) / len(y))).backward()
-                loss_sum += loss.item() * len(yc)
-                correct += int((out.argmax(1) == yc).sum())
-            seen += len(y)
+                loss_sum += loss.item() * self.task.count(yc)
+                correct += int(self.task.hits(out, yc))
+            seen += self.task.count(y)
         return loss_sum, correct, seen
 
     def optimizer_step(self) -> None:
@@ -159,29 +162,50 @@ class WorkerSet:
     def unpack_buffers(self, bufs) -> None:
         """Nothing to do: the packed buffers are the models' own storage."""
 
+    STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")  # per-parameter state that mixing may average
+
     def state_tensors(self, k: int) -> list[torch.Tensor]:
         """Optimizer state tensors of worker k (momentum, Adam moments), in parameter order."""
         opt = self.optimizers[k]
         out = []
         for group in opt.param_groups:
             for p in group["params"]:
-                for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                for key in self.STATE_KEYS:
                     t = opt.state.get(p, {}).get(key)
                     if isinstance(t, torch.Tensor):
                         out.append(t)
         return out
 
     def packed_state(self):
+        """The optimizer state of the K workers as (K, m) buckets that ARE the optimizers' state: bound
+        once (when the optimizers first create it, and again after they load a state_dict, which
+        replaces it), so mixing it costs no copy in or out. None before the first step made any."""
         tensors = [self.state_tensors(k) for k in range(self.K)]
         if not tensors[0]:
             return None
-        if self._state_layout is None or len(self._state_layout) != len(tensors[0]):
-            self._state_layout = BucketLayout(tensors[0])
-        bufs = self._state_layout.allocate(self.K)
-        for k in range(self.K):
-            self._state_layout.pack_(bufs, k, tensors[k])
+        layout, bufs = self._state_layout, getattr(self, "_state_buffers", None)
+        bound = bufs is not None and len(layout) == len(tensors[0]) and all(
+            t.data_ptr() == layout.view(bufs, k, i).data_ptr() for k in range(self.K) for i, t in enumerate(tensors[k]))
+        if not bound:
+            self._state_layout = layout = BucketLayout(tensors[0])
+            self._state_buffers = bufs = layout.allocate(self.K)
+            for k in range(self.K):
+                self._bind_state(k, layout, bufs)
         return bufs
 
+    @torch.no_grad()
+    def _bind_state(self, k: int, layout: BucketLayout, bufs) -> None:
+        """Copy worker k's state tensors into row k and put the row's views in the optimizer's state."""
+        opt, i = self.optimizers[k], 0
+        for group in opt.param_groups:
+            for p in group["params"]:
+                state = opt.state.get(p, {})
+                for key in self.STATE_KEYS:
+                    if isinstance(state.get(key), torch.Tensor):
+                        view = layout.view(bufs, k, i)
+                        view.copy_(state[key])
+                        state[key] = view
+                        i += 1
+
     def unpack_state(self, bufs) -> None:
-        for k in range(self.K):
-            self._state_layout.unpack_(bufs, k, self.state_tensors(k))
+        """Nothing to do: the packed state is the optimizers' own storage."""

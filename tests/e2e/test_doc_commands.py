@@ -197,6 +197,10 @@ COMMANDS = {
     "mpirun -np 4 --oversubscribe python -m mpi4py -m dsgd.train --algorithm dsgd --topology exponential "
     "--dataset fashion-mnist --model cnn --batch-size 32 --lr 0.05 --momentum 0.9 --epochs 2 --eval-every 200 "
     "--out runs/exp": Run("readme-train", extra=SHORT, check=trained),
+    "mpirun -np 4 --oversubscribe python -m dsgd.train --dataset fortunes --model gpt --context 64 --optimizer adamw "
+    "--lr 0.003 --weight-decay 0.1 --decay cosine --algorithm qsr --local-steps 4 --qsr-alpha 0.01 --batch-size 16 "
+    "--steps-per-epoch 300 --eval-every 100 --eval-samples 512 --out runs/lm": Run("readme-lm", extra=SHORT,
+                                                                                    check=trained),
     ".venv/bin/python experiments/compare_topologies.py --out runs/compare":
         Covered("tests/e2e/test_experiments.py", '"--quick"'),
     "launch/dsgd-mpirun -np 4 --oversubscribe -- python -m dsgd.train --algorithm dsgd --topology ring "

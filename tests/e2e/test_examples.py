@@ -53,7 +53,7 @@ def test_the_byte_level_language_model_learns_the_text_and_rarer_averaging_sends
     cosine schedule lowers the learning rate)."""
     loss, sent = {}, {}
     for a in ("csgd", "local", "qsr"):
-        m = re.search(r"validation loss ([0-9.]+) .* ([0-9]+) bytes handed to the network", jobs.output(f"lm {a}"))
+        m = re.search(r"validation loss ([0-9.]+) .* ([0-9]+) bytes sent per worker", jobs.output(f"lm {a}"))
         loss[a], sent[a] = float(m.group(1)), int(m.group(2))
     assert all(v < 4.5 for v in loss.values()), loss
     assert sent["csgd"] > sent["local"] >= sent["qsr"] > 0, sent

@@ -38,6 +38,7 @@ def xs(models):
 RING = topologies.from_spec("ring", N)
 EXPO = topologies.from_spec("one-peer-exponential", N)
 PUSH = topologies.from_spec("directed-exponential", N)
+AVERAGE = np.full((N, N), 1.0 / N)
 RULES = {
     "dsgd (spec)": (dsgd.algorithms.dsgd("ring"), lambda p: lsq.oracle_dsgd(p, RING.W, lr, STEPS)),
     "dsgd (networkx graph)": (dsgd.algorithms.dsgd(nx.cycle_graph(N)),
@@ -58,6 +59,28 @@ RULES = {
     "choco (sign)": (dsgd.algorithms.choco("ring", "sign", 0.4, seed=7),
                      lambda p: lsq.oracle_choco(p, RING.W, lr, STEPS, dsgd.library.algorithms.parse_codec("sign"),
                                                 0.4, 7, RING.period)),
+    "diloco": (dsgd.algorithms.diloco(period=5, outer_lr=0.7, outer_momentum=0.9),
+               lambda p: lsq.oracle_diloco(p, lambda r: AVERAGE, 5, lr, STEPS, 0.7, 0.9)),
+    "gossip diloco (ring)": (dsgd.algorithms.diloco(period=5, topology_spec="ring"),
+                             lambda p: lsq.oracle_diloco(p, RING.W, 5, lr, STEPS, 0.7, 0.9)),
+    "gossip diloco (one peer, time-varying)": (dsgd.algorithms.diloco(period=3, topology_spec="one-peer-exponential"),
+                                               lambda p: lsq.oracle_diloco(p, EXPO.W, 3, lr, STEPS, 0.7, 0.9)),
+    "diloco (int8 outer gradients)": (dsgd.algorithms.diloco(period=5, compress="int8:block=2", seed=3),
+                                      lambda p: lsq.oracle_diloco(p, lambda r: AVERAGE, 5, lr, STEPS, 0.7, 0.9,
+                                                                  dsgd.library.algorithms.parse_codec("int8:block=2"),
+                                                                  3)),
+    "diloco (sign outer gradients, ring)": (
+        dsgd.algorithms.diloco(period=5, topology_spec="ring", compress="sign"),
+        lambda p: lsq.oracle_diloco(p, RING.W, 5, lr, STEPS, 0.7, 0.9, dsgd.library.algorithms.parse_codec("sign"))),
+    "streaming diloco": (dsgd.algorithms.streaming_diloco(period=6, fragments=2, delay=1, alpha=0.5),
+                         lambda p: lsq.oracle_streaming_diloco(p, lambda r: AVERAGE, 6, lr, STEPS, 0.7, 0.9, 1, 0.5)),
+    "streaming diloco (ring, no delay)": (
+        dsgd.algorithms.streaming_diloco(period=4, fragments=2, delay=0, alpha=0.25, topology_spec="ring"),
+        lambda p: lsq.oracle_streaming_diloco(p, RING.W, 4, lr, STEPS, 0.7, 0.9, 0, 0.25)),
+    "sparta (average)": (dsgd.algorithms.sparta(0.5, seed=2),
+                         lambda p: lsq.oracle_sparta(p, lambda t: AVERAGE, lr, STEPS, 0.5, 2)),
+    "sparta (one peer)": (dsgd.algorithms.sparta(0.3, topology_spec="one-peer-exponential", seed=4),
+                          lambda p: lsq.oracle_sparta(p, EXPO.W, lr, STEPS, 0.3, 4)),
     "csgd (int8, error feedback)": (dsgd.algorithms.csgd("int8:block=2", seed=5),
                                     lambda p: lsq.oracle_ef_csgd(p, lr, STEPS,
                                                                  dsgd.library.algorithms.parse_codec("int8:block=2"), 5)),
@@ -184,12 +207,35 @@ def test_what_the_wrapper_cannot_serve_is_refused_in_one_line():
         dsgd.algorithms.dsgd(np.eye(4)).build(4)
 
 
-def test_a_torch_compiled_model_is_refused_with_what_to_do_instead():
-    problem = lsq.Problem(1)
-    model = LeastSquares(problem, 0)
-    with pytest.raises(ValueError, match="the model is a torch.compile module: give dsgd the plain module"):
-        dsgd.DecentralizedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), torch.compile(model),
-                                    dsgd.algorithms.csgd(), dsgd.start("self"))
+def _ring_run(compile_when: str | None) -> torch.Tensor:
+    """Six steps of D-SGD with momentum on a ring of 4 small networks; the forward passes through
+    torch.compile (the aot_eager backend: the same kernels, traced) made before or after wrapping."""
+    world = dsgd.start("self", workers_per_rank=N)
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)) for _ in range(N)]
+    forward = models
+    if compile_when == "before":
+        forward = [torch.compile(m, backend="aot_eager") for m in models]
+        for f in forward:
+            f(torch.zeros(4, 8))  # traced while the parameters still had their own storage
+    opt = dsgd.DecentralizedOptimizer([torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in models],
+                                      forward, dsgd.algorithms.dsgd("ring"), world, broadcast=False)
+    if compile_when == "after":
+        forward = [torch.compile(m, backend="aot_eager") for m in models]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        opt.zero_grad()
+        for f in forward:
+            f(torch.randn(4, 8, generator=g)).pow(2).mean().backward()
+        opt.step()
+    return torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_torch_compiled_model_trains_as_the_plain_one(when):
+    """A compiled module is accepted (its own module is bound) and compiling after wrapping works too:
+    the compiled code reads the parameters as inputs, so it sees every mix."""
+    assert torch.equal(_ring_run(when), _ring_run(None))
 
 
 def qsr_oracle(problem, base, alpha, steps):
@@ -291,3 +337,58 @@ def test_the_command_line_and_the_users_own_loop_on_the_library_end_bit_for_bit_
         torch.set_num_threads(threads)
     mine = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
     assert torch.equal(mine, worker_params(tmp_path / "cli").reshape(N, -1))
+    # one byte counter: the library's stats are the command line's metrics
+    from trainer import metrics
+    assert opt.stats["bytes_sent"] == metrics(tmp_path / "cli")[-1]["bytes_sent"] > 0
+
+
+def test_mixed_momentum_is_w_times_every_workers_momentum_and_stays_the_optimizers_own():
+    """mix_optimizer_state=True: after each SGD step the parameters and the momentum buffers are both
+    mixed with the ring's W (dense numpy reference); the buffers dsgd mixes are the optimizers' own
+    state, also after the optimizers load a state_dict (which replaces their tensors)."""
+    import topologies
+    W = topologies.from_spec("ring", N).W(0)
+
+    def nets():
+        torch.manual_seed(3)
+        return [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2)) for _ in range(N)]
+
+    def flat(tensors):
+        return np.stack([torch.cat([t.detach().reshape(-1) for t in ts]).double().numpy() for ts in tensors])
+
+    def grads(models, t):
+        g = torch.Generator().manual_seed(100 + t)
+        for m in models:
+            m(torch.randn(6, 5, generator=g)).pow(2).mean().backward()
+
+    mine = nets()
+    opt = dsgd.DecentralizedOptimizer([torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in mine], mine,
+                                      dsgd.algorithms.dsgd(W), dsgd.start("self", workers_per_rank=N),
+                                      broadcast=False, mix_optimizer_state=True)
+    ref = nets()
+    ref_opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in ref]
+    for t in range(4):
+        if t == 2:  # a reload replaces the optimizers' state tensors: dsgd binds the new ones
+            for o in opt.optimizers:
+                o.load_state_dict(copy.deepcopy(o.state_dict()))
+        opt.zero_grad()
+        grads(mine, t)
+        opt.step()
+        for o in ref_opts:
+            o.zero_grad()
+        grads(ref, t)
+        for o in ref_opts:
+            o.step()
+        with torch.no_grad():  # x <- W x and m <- W m, worker by worker, in float64
+            for tensors in ([list(m.parameters()) for m in ref],
+                            [[o.state[p]["momentum_buffer"] for p in m.parameters()] for m, o in zip(ref, ref_opts)]):
+                mixed = W @ flat(tensors)
+                for k, ts in enumerate(tensors):
+                    torch.nn.utils.vector_to_parameters(torch.from_numpy(mixed[k]).float(), ts)
+    momentum = [[o.state[p]["momentum_buffer"] for p in m.parameters()] for m, o in zip(mine, opt.optimizers)]
+    ref_momentum = [[o.state[p]["momentum_buffer"] for p in m.parameters()] for m, o in zip(ref, ref_opts)]
+    np.testing.assert_allclose(flat([list(m.parameters()) for m in mine]), flat([list(m.parameters()) for m in ref]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flat(momentum), flat(ref_momentum), rtol=1e-5, atol=1e-6)
+    bufs = opt.workers.packed_state()
+    assert momentum[1][0].data_ptr() == opt.workers._state_layout.view(bufs, 1, 0).data_ptr()

@@ -12,7 +12,7 @@ def ds():
 
 
 def test_registry_names():
-    assert set(DATASETS) == {"fashion-mnist", "cifar10", "synthetic"}
+    assert set(DATASETS) == {"fashion-mnist", "cifar10", "synthetic", "fortunes"}
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="takes no options"):

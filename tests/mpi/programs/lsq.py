@@ -114,3 +114,77 @@ def oracle_ef_csgd(p: Problem, lr, steps, codec, seed):
         E = E - C
         X = X - lr(t) * C.mean(axis=0)
     return X
+
+
+def _nesterov(G, buf, lr_out, mu):
+    """torch.optim.SGD(nesterov=True)'s update of the anchor for a gradient G (the buffer starts as G)."""
+    buf = G.copy() if buf is None else mu * buf + G
+    return lr_out * (G + mu * buf), buf
+
+
+def oracle_diloco(p: Problem, W, H, lr, steps, lr_out, mu, codec=None, seed=0):
+    """DiLoCo (Douillard et al. 2023) with plain SGD inside and Nesterov SGD outside: after every H inner
+    steps the pseudo-gradients A - X are mixed with W(round) (error-feedback compressed with a codec),
+    the anchors take an outer step, and the workers restart from them."""
+    X, A, E, buf = p.x0.copy(), p.x0.copy(), np.zeros_like(p.x0), None
+    for t in range(steps):
+        X = X - lr(t) * p.grad(X)
+        if (t + 1) % H:
+            continue
+        D = A - X
+        if codec is not None:
+            E = E + D
+            D = compress_rows(codec, E, seed, t)
+            E = E - D
+        step, buf = _nesterov(W((t + 1) // H - 1) @ D, buf, lr_out, mu)
+        A = A - step
+        X = A.copy()
+    return X
+
+
+FRAGMENTS = (slice(0, 4), slice(4, D))  # the least-squares model's two tensors, one fragment each
+
+
+def oracle_streaming_diloco(p: Problem, W, H, lr, steps, lr_out, mu, delay, alpha):
+    """Streaming DiLoCo (Douillard et al. 2025) with two fragments: fragment f ends its rounds at the
+    steps t with (t + 1) % H == f H / 2; its mixed pseudo-gradient lands DELAY steps later, when the
+    fragment's anchor takes its outer step and the worker keeps alpha of its own values."""
+    X, A = p.x0.copy(), p.x0.copy()
+    bufs, flying = [None, None], [None, None]   # per fragment: Nesterov buffer; (landing step, mixed D)
+    for t in range(steps):
+        X = X - lr(t) * p.grad(X)
+        for f, cols in enumerate(FRAGMENTS):
+            if flying[f] is not None and flying[f][0] == t:
+                step, bufs[f] = _nesterov(flying[f][1], bufs[f], lr_out, mu)
+                A[:, cols] = A[:, cols] - step
+                X[:, cols] = alpha * X[:, cols] + (1 - alpha) * A[:, cols]
+                flying[f] = None
+        for f, cols in enumerate(FRAGMENTS):
+            offset = f * H // 2
+            if (t + 1) % H != offset:
+                continue
+            mixed = W((t + 1 - offset) // H) @ (A[:, cols] - X[:, cols])
+            if delay == 0:
+                step, bufs[f] = _nesterov(mixed, bufs[f], lr_out, mu)
+                A[:, cols] = A[:, cols] - step
+                X[:, cols] = alpha * X[:, cols] + (1 - alpha) * A[:, cols]
+            else:
+                flying[f] = (t + delay, mixed)
+    return X
+
+
+def oracle_sparta(p: Problem, W, lr, steps, fraction, seed):
+    """SPARTA: after each SGD step a random subset of about FRACTION of each bucket's coordinates,
+    the same on every worker (dsgd.data.rng.generator(seed, "sparta", t, bucket)), is mixed with W."""
+    from dsgd.data.rng import generator
+    X = p.x0.copy()
+    for t in range(steps):
+        X = X - lr(t) * p.grad(X)
+        for b, cols in enumerate(FRAGMENTS):
+            m = cols.stop - cols.start
+            k = max(1, round(fraction * m))
+            idx = np.arange(m) if k >= m else np.sort(torch.randperm(m, generator=generator(seed, "sparta", t, b))[:k]
+                                                       .numpy())
+            chosen = cols.start + idx
+            X[:, chosen] = W(t) @ X[:, chosen]
+    return X

@@ -3,7 +3,7 @@
     mpirun -np 4 python -m mpi4py mix_policies.py --backends mpi,mpi-staged,torch --workers-per-rank 1
     mpirun -np 1 python -m mpi4py mix_policies.py --backends self,simulated --workers-per-rank 4
 
-A policy is what the training loop mixes at a parameter step (dsgd.train.mixing.mix_model_):
+A policy is what the training loop mixes at a parameter step (dsgd.rules.engine.mix_model_):
 the parameters, left in flight with --overlap, plus BatchNorm buffers (--mix-buffers) and
 optimizer state (--mix-optimizer-state) mixed while they travel. Parameters and optimizer
 state have the same shapes, and two parameter buckets share a shape, so any receive or
@@ -18,7 +18,7 @@ from mpi4py import MPI
 
 import topologies
 from dsgd.comm import Mixer, SelfCommunicator, SimulatedMixer, make_communicator
-from dsgd.train.mixing import mix_model_
+from dsgd.rules.engine import mix_model_
 
 PARAM_SHAPES = [(np.float32, 513), (np.float32, 513), (np.float64, 200)]
 BUFFER_SHAPES = [(np.float32, 64)]

@@ -15,7 +15,7 @@ from mpi4py import MPI
 from dsgd.comm import BucketLayout, Mixer, SelfCommunicator, make_communicator
 from dsgd.rules import PowerSGDAveraging
 from dsgd.schedules import ParallelSGD
-from dsgd.train.engine import Engine
+from dsgd.rules.engine import WorkerEngine
 
 ROWS, COLS, RANK, SAMPLES, STEPS, LR, SEED = 6, 5, 2, 20, 30, 0.05, 3
 
@@ -88,7 +88,7 @@ def main():
     for backend in args.backends.split(","):
         mixer = Mixer(SelfCommunicator() if backend == "self" else make_communicator(backend), K)
         workers = MatrixWorkers(K, data, world.rank * K)
-        engine = Engine(mixer, workers, lambda t: LR)
+        engine = WorkerEngine(mixer, workers, lambda t: LR)
         rule = PowerSGDAveraging(ParallelSGD(n), RANK, SEED)
         rule.attach(engine)
         assert len(rule.matrices) == 1 and len(rule.dense) == 1
