@@ -105,7 +105,7 @@ class OptimConfig:
 
 
 ALGORITHMS = ("csgd", "local", "postlocal", "qsr", "dsgd", "gradient-tracking", "d2", "exact-diffusion", "qgm", "sgp",
-              "choco")
+              "choco", "diloco", "gossip-diloco", "streaming-diloco", "sparta")
 
 
 def codec_spec(spec: str) -> bool:
@@ -149,6 +149,25 @@ class QSRConfig:
 @dataclass
 class QGMConfig:
     qgm_buffer_factor: float = opt(0.9, "qgm: mu in m_hat <- mu m_hat + (1 - mu) (x - x_mixed) / lr", check=IN_UNIT)
+
+
+@dataclass
+class OuterConfig:
+    outer_optimizer: str = opt("nesterov", "diloco family: the optimizer of the anchors' outer step on the mixed "
+                               "pseudo-gradient (nesterov: DiLoCo's; sgd: momentum SGD, SlowMo's; adam)",
+                               ["nesterov", "sgd", "adam"])
+    outer_lr: float = opt(0.7, "diloco family: the outer learning rate (1 with --outer-momentum 0 and --outer-optimizer "
+                          "sgd is local SGD)", check=above(0))
+    outer_momentum: float = opt(0.9, "diloco family: the outer momentum (Adam's beta1 with --outer-optimizer adam)",
+                                check=IN_UNIT)
+    fragments: int = opt(2, "streaming-diloco: F, the groups of consecutive layers that take turns through the period",
+                         check=at_least(1))
+    fragment_delay: int = opt(1, "streaming-diloco: tau, inner steps between a fragment's exchange starting and "
+                              "landing (below --local-steps)", check=at_least(0))
+    fragment_alpha: float = opt(0.5, "streaming-diloco: the share of its own values a worker keeps when a fragment "
+                                "lands (0: the new anchor, as DiLoCo)", check=(lambda v: 0 <= v <= 1, "in [0, 1]"))
+    sparta_fraction: float = opt(0.05, "sparta: the fraction of coordinates averaged after every step",
+                                 check=(lambda v: 0 < v <= 1, "in (0, 1]"))
 
 
 @dataclass
@@ -213,7 +232,7 @@ class RunConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "algo": AlgorithmConfig,
             "gossip": GossipConfig, "postlocal": PostLocalConfig, "qsr": QSRConfig, "qgm": QGMConfig,
-            "compress": CompressConfig, "run": RunConfig}
+            "outer": OuterConfig, "compress": CompressConfig, "run": RunConfig}
 
 
 @dataclass
@@ -226,6 +245,7 @@ class Config:
     postlocal: PostLocalConfig = field(default_factory=PostLocalConfig)
     qsr: QSRConfig = field(default_factory=QSRConfig)
     qgm: QGMConfig = field(default_factory=QGMConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

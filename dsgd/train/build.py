@@ -14,6 +14,7 @@ from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.compress import parse_codec
 from dsgd.data.partition import parse_partition, split
 from dsgd.models import TEXT_MODELS
+from dsgd.rules.outer import OuterStep, Sparta, StreamingOuterStep, outer_optimizer
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
@@ -61,6 +62,16 @@ def ignored_settings(cfg: Config, given: set[str]) -> list[str]:
             for name in sorted(given & ALGORITHM_SETTINGS) if name not in algo.reads]
 
 
+def misplaced_outer_settings(cfg: Config, given: set[str]) -> None:
+    """An outer-step setting given to an algorithm without that step has no meaning: refused in one line."""
+    algo = ALGORITHMS[cfg.algo.algorithm]
+    for name in sorted(given & OUTER):
+        if name not in algo.reads:
+            users = [a for a, spec in ALGORITHMS.items() if name in spec.reads]
+            raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}; --algorithm "
+                              f"{cfg.algo.algorithm} has no outer step")
+
+
 def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
     n = world_size * cfg.run.workers_per_rank
     full = train_size // (n * cfg.run.batch_size)
@@ -88,9 +99,14 @@ def check_data(cfg: Config, data) -> None:
 
 
 def check_model(cfg: Config, model) -> None:
-    """Settings that need the model's size: a top-k or random-k count it does not have."""
+    """Settings that need the model's size: a top-k or random-k count it does not have, more
+    streaming fragments than it has tensors."""
     count = getattr(parse_codec(cfg.compress.compress), "count", 0)
     size = sum(p.numel() for p in model.parameters())
+    tensors = len(list(model.parameters()))
+    if cfg.algo.algorithm == "streaming-diloco" and cfg.outer.fragments > tensors:
+        raise ConfigError(f"--fragments {cfg.outer.fragments} is more than the {tensors} parameter tensors of --model "
+                          f"{cfg.model.model} (a fragment is one or more whole layers)")
     if count > size:
         raise ConfigError(f"--compress {cfg.compress.compress}: count {count} is more than the {size} parameters "
                           f"of --model {cfg.model.model}")
@@ -194,8 +210,9 @@ class Algorithm:
         name, o = cfg.algo.algorithm, cfg.optim
         compressing = cfg.compress.compress != "none"
         if compressing and "compress" not in self.reads:
-            raise ConfigError(f"--compress applies to choco (compressed gossip) and to csgd, local, postlocal, qsr "
-                              f"(error-feedback averaging); --algorithm {name} mixes dense")
+            raise ConfigError(f"--compress applies to choco (compressed gossip), to csgd, local, postlocal, qsr "
+                              f"(error-feedback averaging) and to diloco, gossip-diloco (compressed outer "
+                              f"gradients); --algorithm {name} mixes dense")
         if compressing and getattr(parse_codec(cfg.compress.compress), "low_rank", False) and name != "csgd":
             raise ConfigError(f"--compress {cfg.compress.compress} compresses gradients of C-SGD: use it with "
                               f"--algorithm csgd, not {name}")
@@ -218,11 +235,13 @@ class Algorithm:
 
 
 MIXING = {"mix_buffers", "mix_optimizer_state"}
+OUTER_STEP = {"outer_optimizer", "outer_lr", "outer_momentum"}
+OUTER = OUTER_STEP | {"fragments", "fragment_delay", "fragment_alpha", "sparta_fraction"}
 AVERAGING = {"compress"}  # error-feedback compressed averaging (with --compress)
 GOSSIP = {"local_steps", "topology", "global_every"}
 ALGORITHM_SETTINGS = frozenset({"local_steps", "mix_buffers", "mix_optimizer_state", "topology", "global_every",
                                 "order", "overlap", "switch_epochs", "phase_local_steps", "qsr_alpha", "qsr_power",
-                                "qgm_buffer_factor", "compress", "consensus_step"})
+                                "qgm_buffer_factor", "compress", "consensus_step"} | OUTER)
 ALGORITHMS = {
     "csgd": Algorithm(lambda cfg, p, lr: _averaging(cfg, ParallelSGD(p.n_workers)), frozenset(AVERAGING)),
     "local": Algorithm(lambda cfg, p, lr: _averaging(cfg, LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps)),
@@ -245,7 +264,33 @@ ALGORITHMS = {
     "sgp": Algorithm(lambda cfg, p, lr: PushSum(_gossip(cfg, p, lr, stochastic=("doubly", "column"))),
                      frozenset(GOSSIP | {"mix_buffers"}), own_update=True, push=True),
     "choco": Algorithm(_choco, frozenset(GOSSIP | {"mix_buffers", "compress", "consensus_step"}), own_update=True),
+    "diloco": Algorithm(lambda cfg, p, lr: _outer(cfg, LocalSGD(p.n_workers, cfg.algo.local_steps, p.total_steps)),
+                        frozenset({"local_steps", "mix_buffers", "compress"} | OUTER_STEP)),
+    "gossip-diloco": Algorithm(lambda cfg, p, lr: _outer(cfg, Gossip(topology(cfg, p.n_workers), cfg.algo.local_steps)),
+                               frozenset({"local_steps", "topology", "mix_buffers", "compress"} | OUTER_STEP)),
+    "streaming-diloco": Algorithm(lambda cfg, p, lr: _streaming(cfg, p),
+                                  frozenset({"local_steps", "mix_buffers", "fragments", "fragment_delay",
+                                             "fragment_alpha"} | OUTER_STEP)),
+    "sparta": Algorithm(lambda cfg, p, lr: Sparta(LocalSGD(p.n_workers, 1, p.total_steps), cfg.outer.sparta_fraction,
+                                                  cfg.run.seed),
+                        frozenset({"mix_buffers", "sparta_fraction"})),
 }
+
+
+def _outer(cfg: Config, schedule) -> Rule:
+    """DiLoCo over the schedule's W: the average every H steps, or a graph's W(round)."""
+    o = cfg.outer
+    codec = None if cfg.compress.compress == "none" else parse_codec(cfg.compress.compress)
+    return OuterStep(schedule, outer_optimizer(o.outer_optimizer, o.outer_lr, o.outer_momentum), codec, cfg.run.seed)
+
+
+def _streaming(cfg: Config, p: Plan) -> Rule:
+    o, H = cfg.outer, cfg.algo.local_steps
+    if o.fragment_delay >= H:
+        raise ConfigError(f"--fragment-delay {o.fragment_delay} must be below --local-steps {H}: a fragment's exchange "
+                          f"lands before its next round starts")
+    return StreamingOuterStep(p.n_workers, H, o.fragments, o.fragment_delay, o.fragment_alpha, None,
+                              outer_optimizer(o.outer_optimizer, o.outer_lr, o.outer_momentum))
 
 
 def _averaging(cfg: Config, schedule) -> Rule:

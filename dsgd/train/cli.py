@@ -232,6 +232,7 @@ def _main(argv: list[str] | None, comm=None) -> int:
         cfg, ns = parse(argv)
         from dsgd.train import build
         build.check(cfg, _world_size())
+        build.misplaced_outer_settings(cfg, ns.given)
     except ConfigError as e:
         return fail(rank, str(e))
     if rank == 0:

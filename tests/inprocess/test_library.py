@@ -392,3 +392,76 @@ def test_mixed_momentum_is_w_times_every_workers_momentum_and_stays_the_optimize
     np.testing.assert_allclose(flat(momentum), flat(ref_momentum), rtol=1e-5, atol=1e-6)
     bufs = opt.workers.packed_state()
     assert momentum[1][0].data_ptr() == opt.workers._state_layout.view(bufs, 1, 0).data_ptr()
+
+
+# -- outer optimizers: the identities that tie them to the rules they generalize -------------------------
+def _trained(algorithm, steps=STEPS, same_start=False):
+    problem = lsq.Problem(N, seed=1)
+    if same_start:  # every worker from worker 0's point, as a broadcast start gives
+        problem.x0[:] = problem.x0[0]
+    problem, models, opt = setup(algorithm, problem=problem)
+    train(opt, models, steps)
+    return xs(models)
+
+
+def test_diloco_with_plain_outer_sgd_at_lr_one_is_local_sgd():
+    """From a common start every anchor is the same, and x_a - 1 * mean(x_a - x_j) = mean(x_j): the
+    outer step lands on the average (to round-off)."""
+    diloco = _trained(dsgd.algorithms.diloco(period=5, outer="sgd", outer_lr=1.0, outer_momentum=0), same_start=True)
+    np.testing.assert_allclose(diloco, _trained(dsgd.algorithms.local_sgd(5), same_start=True), rtol=1e-12, atol=1e-12)
+
+
+def test_streaming_diloco_with_one_fragment_no_delay_and_alpha_zero_is_diloco_bit_for_bit():
+    for topology_spec in (None, "ring"):
+        assert np.array_equal(
+            _trained(dsgd.algorithms.streaming_diloco(period=5, fragments=1, delay=0, alpha=0.0,
+                                                      topology_spec=topology_spec)),
+            _trained(dsgd.algorithms.diloco(period=5, topology_spec=topology_spec)))
+
+
+def test_sparta_with_every_coordinate_is_dsgd_after_each_step_bit_for_bit():
+    assert np.array_equal(_trained(dsgd.algorithms.sparta(1.0, topology_spec="ring")),
+                          _trained(dsgd.algorithms.dsgd("ring")))
+
+
+def test_slowmo_is_diloco_with_momentum_sgd_outside():
+    """SlowMo (Wang et al. 2020) over local SGD: the slow momentum u <- beta u + (x_a - mean x) / gamma and
+    x_a <- x_a - alpha gamma u, i.e. torch's momentum SGD on the pseudo-gradient with lr alpha (gamma folded
+    in), numpy reference written from that recursion."""
+    problem = lsq.Problem(N, seed=1)
+    problem.x0[:] = problem.x0[0]
+    X, A, u = problem.x0.copy(), problem.x0.copy(), np.zeros_like(problem.x0)
+    for t in range(STEPS):
+        X = X - lr(t) * problem.grad(X)
+        if (t + 1) % 5 == 0:
+            u = 0.6 * u + (A - X).mean(0, keepdims=True)
+            A = A - 1.2 * u
+            X = A.copy()
+    np.testing.assert_allclose(_trained(dsgd.algorithms.diloco(period=5, outer="sgd", outer_lr=1.2, outer_momentum=0.6),
+                                        same_start=True), X, rtol=1e-9, atol=1e-9)
+
+
+def test_streaming_sends_a_fragment_at_a_time():
+    """Peak bytes per step: with F fragments, a step moves about 1/F of what DiLoCo's sync step moves."""
+    peaks = {}
+    for name, algorithm in (("diloco", dsgd.algorithms.diloco(period=4)),
+                            ("streaming", dsgd.algorithms.streaming_diloco(period=4, fragments=2, delay=1))):
+        _, models, opt = setup(algorithm)
+        sent = []
+        for _ in range(12):
+            before = opt.stats["bytes_sent"]
+            train(opt, models, 1)
+            sent.append(opt.stats["bytes_sent"] - before)
+        peaks[name] = max(sent)
+    assert peaks["streaming"] == 4 * 8 and peaks["diloco"] == 7 * 8  # the 4-entry tensor alone; all 7 entries
+
+
+def test_outer_settings_without_meaning_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="outer optimizer must be nesterov, sgd or adam"):
+        dsgd.algorithms.diloco(period=4, outer="lion")
+    with pytest.raises(ValueError, match="delay tau=4 must be in"):
+        dsgd.algorithms.streaming_diloco(period=4, delay=4)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        dsgd.algorithms.sparta(0.0)
+    with pytest.raises(ValueError, match="PowerSGD compresses C-SGD's gradients"):
+        dsgd.algorithms.diloco(period=4, compress="powersgd:rank=1")

@@ -27,6 +27,14 @@ RULES = {
                    "qsgd:levels=8,scaled=true", "--consensus-step", "0.1", *PLAIN_SGD],
     "local-ef-random-k": ["--algorithm", "local", "--local-steps", "2", "--compress", "random-k:ratio=0.25"],
     "csgd-powersgd": ["--algorithm", "csgd", "--compress", "powersgd:rank=2"],
+    # outer optimizers: anchors, each worker's Nesterov state, error-feedback memory, a fragment in flight
+    "diloco": ["--algorithm", "diloco", "--local-steps", "4"],
+    "gossip-diloco-sign": ["--algorithm", "gossip-diloco", "--topology", "one-peer-exponential", "--local-steps", "4",
+                           "--compress", "sign", "--outer-optimizer", "sgd", "--outer-lr", "1", "--outer-momentum",
+                           "0.5"],
+    "streaming-diloco": ["--algorithm", "streaming-diloco", "--local-steps", "4", "--fragments", "3",
+                         "--fragment-delay", "2"],
+    "sparta": ["--algorithm", "sparta", "--sparta-fraction", "0.1"],
 }
 RULE_FLAGS = [*TINY, "--steps-per-epoch", "12", "--eval-every", "6", "--checkpoint-every", "6",
               "--keep-checkpoints", "0", "--seed", "5"]

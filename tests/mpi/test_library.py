@@ -18,7 +18,7 @@ def jobs():
 
 @pytest.mark.parametrize("layout, workers", [("4 x 1", 4), ("2 x 2", 4)])
 def test_rules_through_the_api_follow_their_numpy_recursions_on_real_ranks(jobs, layout, workers):
-    assert f"library oracles ok: 8 rule x backend runs of 25 steps, {workers} workers" in jobs.output(layout)
+    assert f"library oracles ok: 16 rule x backend runs of 25 steps, {workers} workers" in jobs.output(layout)
 
 
 def test_local_sgd_through_the_api_equals_pytorchs_periodic_model_averager(jobs):

@@ -31,6 +31,16 @@ def cases(n):
         lambda p: lsq.oracle_push_sum(p, push.W, lr, STEPS)
     yield "choco", dsgd.algorithms.choco("ring", "sign", 0.4, seed=7), \
         lambda p: lsq.oracle_choco(p, ring.W, lr, STEPS, sign, 0.4, 7, ring.period)
+    average = np.full((n, n), 1.0 / n)
+    yield "diloco", dsgd.algorithms.diloco(period=4), \
+        lambda p: lsq.oracle_diloco(p, lambda r: average, 4, lr, STEPS, 0.7, 0.9)
+    yield "gossip diloco (sign outer gradients)", dsgd.algorithms.diloco(period=4, topology_spec="ring",
+                                                                         compress="sign"), \
+        lambda p: lsq.oracle_diloco(p, ring.W, 4, lr, STEPS, 0.7, 0.9, sign)
+    yield "streaming diloco", dsgd.algorithms.streaming_diloco(period=6, fragments=2, delay=2, alpha=0.5), \
+        lambda p: lsq.oracle_streaming_diloco(p, lambda r: average, 6, lr, STEPS, 0.7, 0.9, 2, 0.5)
+    yield "sparta", dsgd.algorithms.sparta(0.5, topology_spec="ring", seed=1), \
+        lambda p: lsq.oracle_sparta(p, ring.W, lr, STEPS, 0.5, 1)
 
 
 def oracles(backends, K):
