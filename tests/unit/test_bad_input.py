@@ -72,8 +72,9 @@ CASES = [
     (["--compress", "zip"], "--compress: unknown codec 'zip' (known: none, fp16, bf16, int8, sign, top-k"),
     (["--compress", "top-k:ratio=2"], "--compress: top-k ratio must be in (0, 1], got 2.0"),
     (["--consensus-step", "0"], "--consensus-step must be in (0, 1], got 0.0"),
-    (["--algorithm", "dsgd", "--compress", "sign"], "--compress applies to choco (compressed gossip) and to csgd, "
-     "local, postlocal, qsr (error-feedback averaging); --algorithm dsgd mixes dense"),
+    (["--algorithm", "dsgd", "--compress", "sign"], "--compress applies to choco (compressed gossip), to csgd, "
+     "local, postlocal, qsr (error-feedback averaging) and to diloco, gossip-diloco (compressed outer gradients); "
+     "--algorithm dsgd mixes dense"),
     (["--algorithm", "local", "--compress", "sign", "--mix-optimizer-state", "true"],
      "--mix-optimizer-state true is not supported with --compress"),
     (["--algorithm", "choco", "--topology", "random-one-peer", "--workers-per-rank", "4"],
@@ -84,7 +85,7 @@ CASES = [
      "sgp would mix BatchNorm statistics over a push graph without de-biasing them"),
     (["--nesterov", "true"], "nesterov needs momentum > 0"),
     (["--algorithm", "gossip"], "algorithm must be one of csgd, local, postlocal, qsr, dsgd, gradient-tracking, d2, "
-     "exact-diffusion, qgm, sgp, choco; got 'gossip'"),
+     "exact-diffusion, qgm, sgp, choco, diloco, gossip-diloco, streaming-diloco, sparta; got 'gossip'"),
     (["--model", "transformer"], "model must be one of"),
     (["--overlap", "true", "--algorithm", "local"], "overlap applies to dsgd only"),
     (["--topology", "moebius"], "topology: unknown topology 'moebius' (known: complete, ring"),
@@ -120,6 +121,15 @@ CASES = [
     (["--probe-samples", "0"], "--probe-samples must be >= 1, got 0"),
     (["--model", "cnn", "--norm", "gn", "--n-groups", "5"],
      "--n-groups 5 does not fit --model cnn: n_groups=5 does not divide a layer of 32 channels"),
+    (["--algorithm", "csgd", "--outer-lr", "0.5"],
+     "--outer-lr applies to diloco, gossip-diloco, streaming-diloco; --algorithm csgd has no outer step"),
+    (["--algorithm", "streaming-diloco", "--local-steps", "2", "--fragment-delay", "2"],
+     "--fragment-delay 2 must be below --local-steps 2: a fragment's exchange lands before its next round starts"),
+    (["--algorithm", "streaming-diloco", "--model", "mlp", "--local-steps", "8", "--fragments", "99"],
+     "--fragments 99 is more than the 4 parameter tensors of --model mlp"),
+    (["--algorithm", "sparta", "--sparta-fraction", "0"], "--sparta-fraction must be in (0, 1], got 0"),
+    (["--algorithm", "diloco", "--compress", "powersgd:rank=2"],
+     "--compress powersgd:rank=2 compresses gradients of C-SGD: use it with --algorithm csgd, not diloco"),
     (["--dataset", "fortunes", "--model", "cnn"], "--model cnn reads images; --dataset fortunes is text: use --model gpt"),
     (["--model", "gpt"], "--model gpt reads text; --dataset fashion-mnist is images: use one of cnn, mlp"),
     (["--dataset", "fortunes", "--model", "gpt", "--partition", "shards:k=2"],
