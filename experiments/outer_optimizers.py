@@ -46,7 +46,7 @@ ARMS = {
 }
 QUICK_ARMS = ("C-SGD", f"DiLoCo (H={H})", "streaming DiLoCo (F=4, tau=2)")
 COMMON = ["--dataset", "fortunes", "--model", "gpt", "--context", "64", "--optimizer", "adamw", "--lr", "0.003",
-          "--weight-decay", "0.1", "--decay", "cosine", "--batch-size", "16", "--log-every", "1000"]
+          "--weight-decay", "0.1", "--decay", "cosine", "--batch-size", "16", "--replacement", "true", "--log-every", "1000"]
 GBIT = 125e6        # bytes per second of a 1 Gb/s link
 LATENCY = 50e-6     # seconds per message on it
 
@@ -267,7 +267,7 @@ def report(args) -> int:
              f"{meta['machine']['load_average_at_start']}; {meta['wall_s'] / 60:.1f} min.", "",
              f"Byte-level GPT (2 pre-norm blocks of width 64, context 64) on the Debian package fortunes, "
              f"{n} workers ({meta['ranks']} ranks x {K}), AdamW lr 3e-3 with a cosine decay and weight decay 0.1, "
-             f"local batch 16, {meta['steps']} steps, validation loss on {meta['eval_samples']} held-out windows "
+             f"local batch 16 drawn with replacement, {meta['steps']} steps, validation loss on {meta['eval_samples']} held-out windows "
              f"of the last tenth of the text. Outer step: Nesterov SGD, lr 0.7, momentum 0.9.", "",
              *table(data, n, K), "", *verdicts(data), "",
              f"Predicted time: compute per step measured here (one worker's share), plus every communication "
