@@ -164,8 +164,8 @@ class OuterConfig:
                          check=at_least(1))
     fragment_delay: int = opt(1, "streaming-diloco: tau, inner steps between a fragment's exchange starting and "
                               "landing (below --local-steps)", check=at_least(0))
-    fragment_alpha: float = opt(0.5, "streaming-diloco: the share of its own values a worker keeps when a fragment "
-                                "lands (0: the new anchor, as DiLoCo)", check=(lambda v: 0 <= v <= 1, "in [0, 1]"))
+    fragment_alpha: float = opt(0.5, "streaming-diloco: when a fragment lands, x <- (1 - alpha) x + alpha x_anchor "
+                                "(1: the new anchor, as DiLoCo)", check=(lambda v: 0 <= v <= 1, "in [0, 1]"))
     sparta_fraction: float = opt(0.05, "sparta: the fraction of coordinates averaged after every step",
                                  check=(lambda v: 0 < v <= 1, "in (0, 1]"))
 

@@ -3,7 +3,7 @@
     python experiments/outer_optimizers.py run [--out runs/outer] [--to DIR]      # 33 mpirun jobs, ~20 min on 2 cores
     python experiments/outer_optimizers.py report [--out runs/outer] [--to DIR]   # README.md and plots from the JSON
     python experiments/outer_optimizers.py all --to docs/outer-optimizers          # both: the committed report
-    python experiments/outer_optimizers.py all --quick                             # CI-sized: 3 arms, 32 steps
+    python experiments/outer_optimizers.py all --quick                             # CI-sized: 3 arms, 16 steps
 
 The byte-level GPT (--model gpt) on the fortunes text, 8 workers (2 ranks x 4), AdamW inside with a
 cosine schedule, 3 seeds per arm. Each arm's validation loss is plotted against steps, against the
@@ -295,11 +295,11 @@ def parse_args(argv):
     ap.add_argument("--eval-samples", type=int, default=512)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), help="which arms (names as in the table)")
     ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 3 arms, one seed, 32 steps")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 3 arms, one seed, 16 steps")
     args = ap.parse_args(argv)
     args.out = args.out or str(REPO / "runs" / ("outer-quick" if args.quick else "outer"))
     if args.quick:
-        args.arms, args.seeds, args.steps, args.eval_every, args.eval_samples = list(QUICK_ARMS), [0], 32, 16, 64
+        args.arms, args.seeds, args.steps, args.eval_every, args.eval_samples = list(QUICK_ARMS), [0], 16, 8, 64
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         ap.error(f"unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")

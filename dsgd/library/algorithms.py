@@ -201,8 +201,8 @@ def diloco(period: int, topology_spec: Any = None, outer: str = "nesterov", oute
 def streaming_diloco(period: int, fragments: int = 2, delay: int = 1, alpha: float = 0.5, topology_spec: Any = None,
                      outer: str = "nesterov", outer_lr: float = 0.7, outer_momentum: float = 0.9) -> Algorithm:
     """Streaming DiLoCo: the model's tensors in FRAGMENTS groups by layer that end their rounds in turn
-    through the period; a fragment's exchange lands DELAY inner steps after it started, and the worker
-    keeps alpha of its own fragment (0: the new anchor, as DiLoCo)."""
+    through the period; a fragment's exchange lands DELAY inner steps after it started, and the worker's
+    fragment becomes (1 - alpha) x + alpha x_anchor (1: the new anchor, as DiLoCo)."""
     factory = outer_optimizer(outer, outer_lr, outer_momentum)
 
     def make(n):

@@ -142,14 +142,14 @@ def fragments_by_layer(sizes: Sequence[int], F: int) -> list[list[int]]:
 
 
 class StreamingOuterStep(Rule):
-    """Streaming DiLoCo (Douillard et al. 2025): the outer step one fragment at a time, overlapped.
+    """Streaming DiLoCo (2025): the outer step one fragment at a time, overlapped.
 
     The model's tensors form F fragments (fragments_by_layer). Fragment f ends a round of H steps at
     the steps t with (t + 1) % H == (f * H) // F, so the fragments take turns through the period and
     the bytes of a step are about 1/F of the model. Its pseudo-gradient starts travelling then and
     lands `delay` (tau) steps later while the inner steps go on; on landing the fragment's outer
-    optimizer steps its anchor, and the worker's fragment becomes alpha x + (1 - alpha) x_a (alpha 0:
-    the new anchor, as DiLoCo). With F = 1, tau = 0 and alpha = 0 it is OuterStep exactly.
+    optimizer steps its anchor, and the worker's fragment becomes (1 - alpha) x + alpha x_a (alpha 1:
+    the new anchor, as DiLoCo). With F = 1, tau = 0 and alpha = 1 it is OuterStep exactly.
 
     Args:
         topology: None for the all-1/n average, else a topology whose W(round) mixes each round.
@@ -158,7 +158,7 @@ class StreamingOuterStep(Rule):
     buffer_names = ("anchor", "inbox")
     scalar_names = ("due",)
 
-    def __init__(self, n_workers: int, period: int, fragments: int = 2, delay: int = 0, alpha: float = 0.0,
+    def __init__(self, n_workers: int, period: int, fragments: int = 2, delay: int = 0, alpha: float = 1.0,
                  topology=None, outer: OuterFactory | None = None):
         if period < 1:
             raise ValueError(f"period H must be >= 1, got {period}")
@@ -216,7 +216,7 @@ class StreamingOuterStep(Rule):
                 p.grad = None
         for i in group:
             x, a = self._columns(engine.params, i), self._columns(self.anchor, i)
-            x.copy_(x * self.alpha + a * (1.0 - self.alpha))
+            x.copy_(x * (1.0 - self.alpha) + a * self.alpha)
         self.due[f] = -1
 
     def step(self, t, engine):

@@ -286,6 +286,12 @@ COMMANDS = {
     "PATH=$PWD/.venv/bin:$PATH .venv/bin/python -m pytest tests/launch -q -rs":
         Skip("tests of the suite, which runs them"),
     # experiments/README.md
+    "python experiments/outer_optimizers.py all --to docs/outer-optimizers":
+        Covered("tests/e2e/test_experiments.py", '"outer_optimizers.py"'),
+    "python experiments/outer_optimizers.py report --to docs/outer-optimizers":
+        Covered("tests/e2e/test_experiments.py", '"outer_optimizers.py"'),
+    "python experiments/outer_optimizers.py all --quick": Covered("tests/e2e/test_experiments.py",
+                                                                  '"outer_optimizers.py"'),
     "python experiments/compression.py all --to docs/compression":
         Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
     "python experiments/compression.py report --to docs/compression": Run(

@@ -119,3 +119,25 @@ def test_compression_experiment_runs_end_to_end_in_quick_mode(tmp_path):
     assert md.count(f"at commit `{convex['meta']['commit']}`") == 2, "each section names the commit of its numbers"
     for name in ("convex_bytes.png", "deep_accuracy_vs_mb.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_outer_optimizer_experiment_runs_end_to_end_in_quick_mode(tmp_path):
+    """C-SGD, DiLoCo and streaming DiLoCo on the byte-level GPT for 16 steps: the table, the verdicts and
+    the three plots, with every communication event rebuilt from the runs' own settings."""
+    script = REPO / "experiments" / "outer_optimizers.py"
+    res = subprocess.run([sys.executable, str(script), "all", "--quick", "--timeout", "240", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    data = json.loads((tmp_path / "results.json").read_text())
+    runs = {r["arm"]: r for r in data["runs"]}
+    assert set(runs) == {"C-SGD", "DiLoCo (H=16)", "streaming DiLoCo (F=4, tau=2)"}
+    assert len(runs["C-SGD"]["events"]) == 16 and len(runs["DiLoCo (H=16)"]["events"]) == 1
+    stream = runs["streaming DiLoCo (F=4, tau=2)"]["events"]
+    assert len(stream) == 4 and sum(b for _, _, b in stream) == runs["DiLoCo (H=16)"]["events"][0][2]
+    for r in runs.values():
+        assert r["val_loss"][-1] < 5.0  # below uniform bytes (ln 256 = 5.55) after 16 steps
+        assert r["bytes_sent"][-1] == pytest.approx(sum(b for _, _, b in r["events"]))
+    md = (tmp_path / "README.md").read_text()
+    assert "| C-SGD | 1 |" in md and "fewer synchronizations" in md and "peak bytes per step were 0." in md
+    for name in ("loss_vs_steps.png", "loss_vs_bytes.png", "loss_vs_predicted_time.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC

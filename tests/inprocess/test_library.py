@@ -411,10 +411,10 @@ def test_diloco_with_plain_outer_sgd_at_lr_one_is_local_sgd():
     np.testing.assert_allclose(diloco, _trained(dsgd.algorithms.local_sgd(5), same_start=True), rtol=1e-12, atol=1e-12)
 
 
-def test_streaming_diloco_with_one_fragment_no_delay_and_alpha_zero_is_diloco_bit_for_bit():
+def test_streaming_diloco_with_one_fragment_no_delay_and_alpha_one_is_diloco_bit_for_bit():
     for topology_spec in (None, "ring"):
         assert np.array_equal(
-            _trained(dsgd.algorithms.streaming_diloco(period=5, fragments=1, delay=0, alpha=0.0,
+            _trained(dsgd.algorithms.streaming_diloco(period=5, fragments=1, delay=0, alpha=1.0,
                                                       topology_spec=topology_spec)),
             _trained(dsgd.algorithms.diloco(period=5, topology_spec=topology_spec)))
 

@@ -146,9 +146,9 @@ FRAGMENTS = (slice(0, 4), slice(4, D))  # the least-squares model's two tensors,
 
 
 def oracle_streaming_diloco(p: Problem, W, H, lr, steps, lr_out, mu, delay, alpha):
-    """Streaming DiLoCo (Douillard et al. 2025) with two fragments: fragment f ends its rounds at the
+    """Streaming DiLoCo (2025) with two fragments: fragment f ends its rounds at the
     steps t with (t + 1) % H == f H / 2; its mixed pseudo-gradient lands DELAY steps later, when the
-    fragment's anchor takes its outer step and the worker keeps alpha of its own values."""
+    fragment's anchor takes its outer step and the worker's fragment becomes (1 - alpha) x + alpha x_a."""
     X, A = p.x0.copy(), p.x0.copy()
     bufs, flying = [None, None], [None, None]   # per fragment: Nesterov buffer; (landing step, mixed D)
     for t in range(steps):
@@ -157,7 +157,7 @@ def oracle_streaming_diloco(p: Problem, W, H, lr, steps, lr_out, mu, delay, alph
             if flying[f] is not None and flying[f][0] == t:
                 step, bufs[f] = _nesterov(flying[f][1], bufs[f], lr_out, mu)
                 A[:, cols] = A[:, cols] - step
-                X[:, cols] = alpha * X[:, cols] + (1 - alpha) * A[:, cols]
+                X[:, cols] = (1 - alpha) * X[:, cols] + alpha * A[:, cols]
                 flying[f] = None
         for f, cols in enumerate(FRAGMENTS):
             offset = f * H // 2
@@ -167,7 +167,7 @@ def oracle_streaming_diloco(p: Problem, W, H, lr, steps, lr_out, mu, delay, alph
             if delay == 0:
                 step, bufs[f] = _nesterov(mixed, bufs[f], lr_out, mu)
                 A[:, cols] = A[:, cols] - step
-                X[:, cols] = alpha * X[:, cols] + (1 - alpha) * A[:, cols]
+                X[:, cols] = (1 - alpha) * X[:, cols] + alpha * A[:, cols]
             else:
                 flying[f] = (t + delay, mixed)
     return X
