@@ -235,6 +235,7 @@ def plots(out: Path, data: dict, n: int, K: int) -> list[str]:
             ("time", "predicted minutes, 8 nodes on 1 Gb/s", "loss_vs_predicted_time.png",
              lambda r: [s / 60 for s in predicted_seconds(r, n, K)])):
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # 20 distinct arms
         for name, runs in by_arm(data).items():
             x = np.mean([xs(r) for r in runs], axis=0)
             y = np.array([r["val_loss"] for r in runs])
