@@ -35,6 +35,14 @@ if [ "$mpi" = system ]; then
   MPICC="$mpicc" "$py" -m pip install -q --no-binary=mpi4py mpi4py
 fi
 "$py" -m pip install -q -e ".[${extras}]"
+if [[ ",$extras," == *,dev,* ]]; then
+  # torchft, the peer our DiLoCo is tested against (tests/inprocess/test_torchft_peer.py). Without its
+  # dependencies, so that pip never replaces torch; importing it needs only OpenTelemetry (torchft/otel.py),
+  # whose dependencies do not include torch. Where no wheel fits this Python, that test skips.
+  "$py" -m pip install -q --no-deps "torchft==0.2.0" \
+    && "$py" -m pip install -q "opentelemetry-sdk>=1.39.0" "opentelemetry-exporter-otlp-proto-http>=1.39.0" \
+    || echo "install.sh: torchft not installed; tests/inprocess/test_torchft_peer.py will skip" >&2
+fi
 
 # Debian packages: real data offline (the full Fashion-MNIST), and test tools when asked.
 apt_packages=()
