@@ -95,6 +95,10 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             self.engine.optimizer_step = self._clipped_step(float(clip_grad_norm))
         self.rule.attach(self.engine)
         self.steps = 0
+        self._elastic = None
+        if getattr(world, "elastic", False):  # a lost rank: the survivors recover and redo the step (dsgd.elastic)
+            from dsgd.elastic import ElasticGuard
+            self._elastic = ElasticGuard(self)
 
     # torch.optim.Optimizer's attributes are the wrapped optimizer's (also after it loads a state_dict,
     # which replaces its lists)
@@ -122,12 +126,24 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self.engine.finish()  # a parameter exchange left in flight; background ones land when due
         self._rebind_grads()
+        if self._elastic is not None:
+            self._elastic.run(self._step_once)
+        else:
+            self._step_once()
+        return loss
+
+    def _step_once(self) -> None:
         if getattr(self, "found_inf", None) is not None and self._amp_skips():
-            return loss
+            return
         self._share_hyperparameters()
         self.engine.adopt(self.rule.step(self.steps, self.engine))
         self.steps += 1
-        return loss
+
+    @property
+    def membership(self) -> list:
+        """The changes of membership of an elastic world (`dsgd.elastic.MembershipChange`: step, lost
+        ranks and workers, the new n and topology), oldest first; empty otherwise."""
+        return list(self._elastic.changes) if self._elastic is not None else []
 
     def _clipped_step(self, max_norm: float):
         """The engine's optimizer step, each worker's gradient first scaled to norm <= max_norm (as

@@ -11,7 +11,10 @@ from dsgd.comm import Mixer, SelfCommunicator, make_communicator
 
 class World:
     """COMM (a dsgd communicator) and the workers each rank holds; worker i of the job is row
-    i % workers_per_rank of rank i // workers_per_rank."""
+    i % workers_per_rank of rank i // workers_per_rank. An elastic world (`start(..., elastic=True)`)
+    may lose ranks: its optimizer then swaps in the survivors' communicator and mixer."""
+
+    elastic = False
 
     def __init__(self, comm, workers_per_rank: int = 1):
         if int(workers_per_rank) < 1:
@@ -67,9 +70,17 @@ class World:
             close()
 
 
-def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu") -> World:
+def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu", elastic: bool = False) -> World:
     """The world of this process: "mpi" (under mpirun; one rank alone without it), "torch"
     (torch.distributed under torchrun, gloo on the CPU, NCCL on a GPU), or "self" (every worker in
-    this process: tests and notebooks, with workers_per_rank > 1)."""
+    this process: tests and notebooks, with workers_per_rank > 1).
+
+    elastic: survive lost ranks (MPI under `mpirun --with-ft ulfm`; refused in one line otherwise):
+    the optimizer's steps go on over the survivors (docs/elastic.md)."""
+    if elastic:
+        from dsgd.elastic import elastic_communicator
+        world = World(elastic_communicator(backend), workers_per_rank)
+        world.elastic = True
+        return world
     comm = SelfCommunicator() if backend == "self" else make_communicator(backend, torch.device(device))
     return World(comm, workers_per_rank)

@@ -1,0 +1,89 @@
+"""MPI's fault-tolerant communicators (ULFM): what elastic training asks of the network.
+
+A dead peer shows up in the survivors as an MPI exception of class ERR_PROC_FAILED (or
+ERR_REVOKED, once another survivor revoked the communicator). Survivors then agree on one flag
+(MPI_Comm_agree works on a revoked communicator and gives every survivor the same answer, or the
+same ERR_PROC_FAILED), and shrink the communicator to the survivors. Nothing here decides when to
+train or what a rule's state becomes (dsgd.elastic does); this module only moves the flags.
+
+Open MPI 5 has it when started as `mpirun --with-ft ulfm ...`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+NO_FAULT_TOLERANCE = ("elastic mode needs an MPI with fault tolerance (ULFM) turned on: start the job with "
+                      "`mpirun --with-ft ulfm` (Open MPI 5)")
+
+
+def fault_tolerance_problem(MPI) -> Optional[str]:
+    """Why this MPI cannot survive a lost rank, in one line, or None when it can.
+
+    Open MPI builds ULFM in but turns it on only under `mpirun --with-ft ulfm`, which sets the MCA
+    parameter mpi_ft_enable for the ranks; without it a dead rank ends the whole job. Other MPIs
+    are asked directly: an agreement on COMM_SELF must work.
+    """
+    if not all(hasattr(MPI.Comm, name) for name in ("Agree", "Shrink", "Revoke")):
+        return f"{NO_FAULT_TOLERANCE}; this mpi4py has no Comm.Agree/Shrink/Revoke"
+    if "open mpi" in MPI.Get_library_version().lower():
+        if os.environ.get("OMPI_MCA_mpi_ft_enable", "").strip().lower() not in ("1", "true", "yes", "enabled", "t", "y"):
+            return f"{NO_FAULT_TOLERANCE}; this job was started without it"
+    try:
+        MPI.COMM_SELF.Agree(1)
+    except (NotImplementedError, MPI.Exception) as e:
+        return f"{NO_FAULT_TOLERANCE}; the library refused an agreement ({type(e).__name__})"
+    return None
+
+
+def fault_tolerant_comm(MPI, comm=None):
+    """A duplicate of COMM (default COMM_WORLD) whose errors come back as exceptions: each elastic
+    world owns its communicator, so revoking it touches no other."""
+    comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
+    comm.Set_errhandler(MPI.ERRORS_RETURN)
+    return comm
+
+
+def is_process_failure(exc: BaseException, comm=None) -> bool:
+    """EXC is MPI's way of saying a peer died (or that a survivor revoked the communicator for it).
+
+    A wait on several requests reports ERR_IN_STATUS instead (one request failed): that counts when
+    COMM is revoked or knows of a dead rank."""
+    try:
+        from mpi4py import MPI
+    except ImportError:  # pragma: no cover - no MPI, no MPI failures
+        return False
+    if not isinstance(exc, MPI.Exception):
+        return False
+    kind = exc.Get_error_class()
+    if kind == MPI.ERR_IN_STATUS and comm is not None:
+        return comm.Is_revoked() or comm.Get_failed().Get_size() > 0
+    return kind in (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED)
+
+
+def revoke(comm) -> None:
+    """Interrupt every survivor still waiting on COMM (a send that never came); revoking twice is harmless."""
+    if not comm.Is_revoked():
+        comm.Revoke()
+
+
+def agree(comm, ok: bool) -> bool:
+    """Whether every survivor of COMM says OK, the same answer everywhere. An agreement that noticed
+    a dead rank raises ERR_PROC_FAILED at every survivor alike (failures are never acknowledged on
+    a working communicator), so that reads as "not OK" too."""
+    try:
+        return bool(comm.Agree(int(bool(ok))))
+    except Exception as e:  # noqa: BLE001 - only MPI's failure classes are expected here
+        if is_process_failure(e, comm):
+            return False
+        raise
+
+
+def shrink(MPI, comm):
+    """(the survivors' communicator, their ranks in COMM in new-rank order): collective over the
+    survivors of a (revoked) COMM. The new communicator returns errors, as COMM did."""
+    revoke(comm)
+    new = comm.Shrink()
+    new.Set_errhandler(MPI.ERRORS_RETURN)
+    old_ranks = MPI.Group.Translate_ranks(new.Get_group(), list(range(new.Get_size())), comm.Get_group())
+    return new, [int(r) for r in old_ranks]

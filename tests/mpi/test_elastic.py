@@ -1,0 +1,67 @@
+"""Elastic gossip under real ranks: kill -9 of one of 4 ranks at step 5, then of another at step 8;
+the survivors go on and equal the in-process reference, which makes the same changes by hand, bit
+for bit (tests/mpi/programs/elastic_kill.py); without fault tolerance, elastic mode is refused at
+start in one line (elastic_refusal.py)."""
+import time
+
+import pytest
+
+import mpi_harness
+from dsgd import launcher
+
+P = mpi_harness.program
+
+
+def with_ft(np: int, args: list) -> list:
+    """The suite's mpirun line with ULFM turned on (`--with-ft ulfm` right after mpirun)."""
+    line = mpi_harness.mpirun_command(np, args, threads=1)
+    return [line[0], "--with-ft", "ulfm", *line[1:]]
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    stamp = tmp_path_factory.mktemp("elastic") / "kill.txt"
+    t0 = time.monotonic()
+    try:
+        res = launcher.execute(with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,1@8",
+                                           "--stamp", str(stamp)]), timeout=90, cwd=mpi_harness.REPO)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
+    return res, time.monotonic() - t0
+
+
+def test_the_job_survives_kill_9_of_one_of_4_ranks_then_another_and_finishes(killed):
+    res, _ = killed
+    assert "elastic ok: 4 rules, 2 of 4 ranks went on after 2 kill(s)" in res.stdout, res.stdout[-6000:]
+    assert res.returncode == 0, res.stdout[-6000:]
+
+
+def test_the_survivors_redo_each_killed_step_within_10_seconds(killed):
+    res, _ = killed
+    line = next(x for x in res.stdout.splitlines() if x.startswith("elastic ok"))
+    assert float(line.split("at most ")[1].split("s after")[0]) < 10, line
+
+
+def test_one_log_line_per_change_of_membership_from_the_survivors_rank_0(killed):
+    res, _ = killed
+    lines = [x for x in res.stdout.splitlines() if x.startswith("elastic: step ")]
+    assert len(lines) == 2 * 4, res.stdout[-6000:]   # two changes in each of the four rules' worlds
+
+
+@pytest.mark.parametrize("rule, graph", [("dsgd", "ring"), ("gradient tracking", "ring"),
+                                         ("push-sum", "directed-exponential"), ("choco", "ring")])
+def test_each_rule_logs_both_changes_and_equals_the_in_process_reference_bit_for_bit(killed, rule, graph):
+    res, _ = killed
+    line = next((x for x in res.stdout.splitlines() if x.startswith(f"{rule}: ")), "")
+    first, second, verdict = line[len(rule) + 2:].split(" | ")
+    assert first.startswith(f"elastic: step 5: lost rank 2 (workers 4, 5); 8 -> 6 workers, topology {graph}, "), line
+    # the second kill's rank 1 is still rank 1 (only rank 2 went before it): workers 2 and 3 of the 6
+    assert second.startswith(f"elastic: step 8: lost rank 1 (workers 2, 3); 6 -> 4 workers, topology {graph}, "), line
+    assert verdict == "parameters bit for bit the reference's", res.stdout[-6000:]
+
+
+def test_elastic_mode_is_refused_in_one_line_without_fault_tolerance():
+    out = mpi_harness.run_ok(1, [P("elastic_refusal.py")], timeout=60)
+    lines = [x for x in out.splitlines() if x.startswith("refused: ")]
+    assert len(lines) == 1 and "mpirun --with-ft ulfm" in lines[0], out[-3000:]
+    assert "started without it" in lines[0]
