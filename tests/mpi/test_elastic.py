@@ -32,7 +32,7 @@ def killed(tmp_path_factory):
 
 def test_the_job_survives_kill_9_of_one_of_4_ranks_then_another_and_finishes(killed):
     res, _ = killed
-    assert "elastic ok: 4 rules, 2 of 4 ranks went on after 2 kill(s)" in res.stdout, res.stdout[-6000:]
+    assert "elastic ok: 5 rules, 2 of 4 ranks went on after 2 kill(s)" in res.stdout, res.stdout[-6000:]
     assert res.returncode == 0, res.stdout[-6000:]
 
 
@@ -45,12 +45,12 @@ def test_the_survivors_redo_each_killed_step_within_10_seconds(killed):
 def test_one_log_line_per_change_of_membership_from_the_survivors_rank_0(killed):
     res, _ = killed
     lines = [x for x in res.stdout.splitlines() if x.startswith("elastic: step ")]
-    assert len(lines) == 2 * 4, res.stdout[-6000:]   # two changes in each of the four rules' worlds
+    assert len(lines) == 2 * 5, res.stdout[-6000:]   # two changes in each of the five rules' worlds
 
 
 @pytest.mark.parametrize("rule, graph", [("dsgd", "ring"), ("gradient tracking", "ring"),
                                          ("push-sum", "directed-exponential"), ("choco", "ring")])
-def test_each_rule_logs_both_changes_and_equals_the_in_process_reference_bit_for_bit(killed, rule, graph):
+def test_each_gossip_rule_logs_both_changes_and_equals_the_in_process_reference_bit_for_bit(killed, rule, graph):
     res, _ = killed
     line = next((x for x in res.stdout.splitlines() if x.startswith(f"{rule}: ")), "")
     first, second, verdict = line[len(rule) + 2:].split(" | ")
@@ -65,3 +65,12 @@ def test_elastic_mode_is_refused_in_one_line_without_fault_tolerance():
     lines = [x for x in out.splitlines() if x.startswith("refused: ")]
     assert len(lines) == 1 and "mpirun --with-ft ulfm" in lines[0], out[-3000:]
     assert "started without it" in lines[0]
+
+
+def test_csgd_averages_over_the_survivors_and_equals_the_reference_to_round_off(killed):
+    res, _ = killed
+    line = next((x for x in res.stdout.splitlines() if x.startswith("csgd: ")), "")
+    first, second, verdict = line[len("csgd: "):].split(" | ")
+    assert "8 -> 6 workers, topology average" in first and "6 -> 4 workers, topology average" in second, line
+    # MPI's allreduce and the in-process average sum in different orders
+    assert verdict.startswith("parameters ") and "of the reference's" in verdict, res.stdout[-6000:]

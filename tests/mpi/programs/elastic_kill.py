@@ -2,7 +2,7 @@
 
     mpirun --with-ft ulfm -np 4 python -m mpi4py elastic_kill.py --kill 2@5,1@8 --stamp /tmp/kill
 
-Four rules (D-SGD with momentum, gradient tracking, push-sum, CHOCO) train side by side, each in
+Five rules (D-SGD with momentum, gradient tracking, push-sum, CHOCO, C-SGD) train side by side, each in
 its own elastic world, on a least-squares problem; rank R kills itself (SIGKILL) at the start of
 step S for each R@S of --kill (ranks as numbered at the job's start). Each survivor then checks,
 for every rule: one membership change per kill (its step, the rank and workers lost as numbered
@@ -70,12 +70,13 @@ for name, (opt, models) in runs.items():
     reference = ref.reference(name, n, [(step, lost) for step, _, lost, _ in expected])
     mine = opt.world.first_worker   # the survivors keep their order: my rows of the reference
     gap = float(np.abs(np.stack([m.x() for m in models]) - reference[mine:mine + K]).max())
-    if gap != 0.0:
-        problems.append(f"{name}: max |x - reference| = {gap:.3g} on rank {opt.world.rank}")
+    allowed = ref.ROUND_OFF.get(name, 0.0)
+    if gap > allowed:
+        problems.append(f"{name}: max |x - reference| = {gap:.3g} on rank {opt.world.rank} (allowed {allowed:g})")
     if opt.world.rank == 0:
         lines = " | ".join(c.line() for c in opt.membership)
-        print(f"{name}: {lines} | " + ("parameters bit for bit the reference's" if gap == 0.0 else f"gap {gap:.3g}"),
-              flush=True)
+        verdict = "parameters bit for bit the reference's" if gap == 0.0 else f"parameters within {gap:.1g} of the reference's"
+        print(f"{name}: {lines} | {verdict}", flush=True)
 
 survivors = next(iter(runs.values()))[0].world.comm.comm
 waited = max(redone[step] - float(Path(f"{args.stamp}.{r}").read_text()) for r, step in kills)

@@ -27,7 +27,14 @@ def cases():
         "gradient tracking": (dsgd.algorithms.gradient_tracking, 0.0, "ring", "ring"),
         "push-sum": (dsgd.algorithms.push_sum, 0.0, "directed-exponential", "directed-exponential"),
         "choco": (lambda spec: dsgd.algorithms.choco(spec, "sign", 0.4, seed=7), 0.0, "ring", "ring"),
+        "csgd": (lambda spec: dsgd.algorithms.csgd(), 0.9, None, None),
     }
+
+
+# MPI's allreduce sums the ranks' partial sums in its own order, the in-process average sums the
+# rows in theirs: C-SGD equals its reference to round-off; the gossip rules sum in the plan's order
+# on both, so they equal it bit for bit
+ROUND_OFF = {"csgd": 1e-12}
 
 
 def wrap(world, models, momentum, algorithm, optimizers=None):
