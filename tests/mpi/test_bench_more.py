@@ -150,8 +150,8 @@ def test_library_local_sgd_against_postlocal_sgd_optimizer_on_two_ranks():
 
 
 def test_outer_step_benchmark_times_diloco_sync_steps_beside_plain_local_steps_and_streaming_peaks():
-    r = bench("outer", "--repeats", "4", "--warmup", "0", "--batch-size", "2", "--period", "2", "--fragments", "4")
-    assert (r["benchmark"], r["ranks"], r["workers"], r["period"], r["fragments"]) == ("outer", 1, 4, 2, 4)
+    r = bench("outer", "--repeats", "4", "--warmup", "0", "--batch-size", "2", "--period", "4", "--fragments", "4")
+    assert (r["benchmark"], r["ranks"], r["workers"], r["period"], r["fragments"]) == ("outer", 1, 4, 4, 4)
     assert positive(r["outer_step_s"], r["local_step_s"])
     assert r["outer_over_local"] == pytest.approx(r["outer_step_s"] / r["local_step_s"])
     # streaming sends one fragment (well under the model) where DiLoCo sends the whole model on a sync step
