@@ -2,6 +2,7 @@
 the survivors go on and equal the in-process reference, which makes the same changes by hand, bit
 for bit (tests/mpi/programs/elastic_kill.py); without fault tolerance, elastic mode is refused at
 start in one line (elastic_refusal.py)."""
+import json
 import time
 
 import pytest
@@ -74,3 +75,13 @@ def test_csgd_averages_over_the_survivors_and_equals_the_reference_to_round_off(
     assert "8 -> 6 workers, topology average" in first and "6 -> 4 workers, topology average" in second, line
     # MPI's allreduce and the in-process average sum in different orders
     assert verdict.startswith("parameters ") and "of the reference's" in verdict, res.stdout[-6000:]
+
+
+def test_the_overhead_benchmark_runs_and_reports_both_sides():
+    res = launcher.execute(with_ft(2, ["-m", "dsgd.bench.elastic", "--topology", "complete", "--repeats", "3",
+                                       "--warmup", "1", "--json"]),
+                           timeout=90, cwd=mpi_harness.REPO)
+    assert res.returncode == 0, res.stdout[-3000:]
+    report = json.loads(next(x for x in res.stdout.splitlines() if x.startswith("{")))
+    assert report["benchmark"] == "elastic" and report["ranks"] == 2 and report["repeats"] == 3
+    assert report["plain_s"] > 0 and report["elastic_s"] > 0 and report["ratio"] > 0
