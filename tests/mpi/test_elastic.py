@@ -1,4 +1,4 @@
-"""Elastic gossip under real ranks: kill -9 of one of 4 ranks at step 5, then of another at step 8;
+"""Elastic gossip under real ranks: kill -9 of rank 2 of 4 at step 5, then of rank 0 at step 8;
 the survivors go on and equal the in-process reference, which makes the same changes by hand, bit
 for bit (tests/mpi/programs/elastic_kill.py); without fault tolerance, elastic mode is refused at
 start in one line (elastic_refusal.py)."""
@@ -24,7 +24,7 @@ def killed(tmp_path_factory):
     stamp = tmp_path_factory.mktemp("elastic") / "kill.txt"
     t0 = time.monotonic()
     try:
-        res = launcher.execute(with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,1@8",
+        res = launcher.execute(with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,0@8",
                                            "--stamp", str(stamp)]), timeout=90, cwd=mpi_harness.REPO)
     except TimeoutError as e:
         raise AssertionError(str(e)) from None
@@ -56,8 +56,8 @@ def test_each_gossip_rule_logs_both_changes_and_equals_the_in_process_reference_
     line = next((x for x in res.stdout.splitlines() if x.startswith(f"{rule}: ")), "")
     first, second, verdict = line[len(rule) + 2:].split(" | ")
     assert first.startswith(f"elastic: step 5: lost rank 2 (workers 4, 5); 8 -> 6 workers, topology {graph}, "), line
-    # the second kill's rank 1 is still rank 1 (only rank 2 went before it): workers 2 and 3 of the 6
-    assert second.startswith(f"elastic: step 8: lost rank 1 (workers 2, 3); 6 -> 4 workers, topology {graph}, "), line
+    # rank 0 (the one that logged the first change) goes second: the old ranks 1 and 3 go on as 0 and 1
+    assert second.startswith(f"elastic: step 8: lost rank 0 (workers 0, 1); 6 -> 4 workers, topology {graph}, "), line
     assert verdict == "parameters bit for bit the reference's", res.stdout[-6000:]
 
 

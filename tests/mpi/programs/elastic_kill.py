@@ -1,6 +1,6 @@
 """kill -9 of ranks during elastic training: the survivors go on and equal the in-process reference.
 
-    mpirun --with-ft ulfm -np 4 python -m mpi4py elastic_kill.py --kill 2@5,1@8 --stamp /tmp/kill
+    mpirun --with-ft ulfm -np 4 python -m mpi4py elastic_kill.py --kill 2@5,0@8 --stamp /tmp/kill
 
 Five rules (D-SGD with momentum, gradient tracking, push-sum, CHOCO, C-SGD) train side by side, each in
 its own elastic world, on a least-squares problem; rank R kills itself (SIGKILL) at the start of
