@@ -26,15 +26,24 @@ def _copy_into(saved: List[torch.Tensor] | None, tensors) -> List[torch.Tensor]:
     return saved
 
 
-def _optimizer_state(opt: torch.optim.Optimizer) -> List[Dict[str, Any]]:
-    """Per parameter (in param_groups order), its state: tensors cloned, other values copied."""
+def _saved_value(value, previous):
+    """VALUE copied: into PREVIOUS when it is a tensor of the same shape and dtype, else anew."""
+    if not isinstance(value, torch.Tensor):
+        return copy.deepcopy(value)
+    if isinstance(previous, torch.Tensor) and previous.shape == value.shape and previous.dtype == value.dtype:
+        return previous.copy_(value)
+    return value.detach().clone()
+
+
+def _optimizer_state(opt: torch.optim.Optimizer, previous=None) -> List[Dict[str, Any]]:
+    """Per parameter (in param_groups order), its state copied (into PREVIOUS's tensors where they fit)."""
     out = []
-    for group in opt.param_groups:
-        for p in group["params"]:
-            state = opt.state.get(p)
-            out.append(None if state is None else
-                       {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-                        for k, v in state.items()})
+    params = [p for group in opt.param_groups for p in group["params"]]
+    previous = previous if previous is not None and len(previous) == len(params) else [None] * len(params)
+    for p, before in zip(params, previous):
+        state = opt.state.get(p)
+        before = before or {}
+        out.append(None if state is None else {k: _saved_value(v, before.get(k)) for k, v in state.items()})
     return out
 
 
@@ -73,7 +82,8 @@ class Snapshot:
         self._flat = _copy_into(self._flat, [*w.params, *w.grads, *w.buffers])
         self._rule = _copy_into(self._rule, [b for n in rule.buffer_names for b in getattr(rule, n)])
         self._scalars = {n: copy.deepcopy(getattr(rule, n)) for n in rule.scalar_names}
-        self._optimizers = [_optimizer_state(o) for o in opt.optimizers]
+        previous = self._optimizers if len(self._optimizers) == len(opt.optimizers) else [None] * len(opt.optimizers)
+        self._optimizers = [_optimizer_state(o, before) for o, before in zip(opt.optimizers, previous)]
         self._steps = opt.steps
 
     @torch.no_grad()

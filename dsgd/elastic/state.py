@@ -91,6 +91,9 @@ def unsupported(rule: Rule) -> Optional[str]:
         return f"elastic mode cannot rebuild {name}'s schedule {type(rule.schedule).__name__} for fewer workers"
     if getattr(rule, "overlap", False):
         return "elastic mode needs every exchange finished inside its step: use overlap=False"
+    if getattr(getattr(rule.schedule, "topology", None), "name", None) == "hierarchical":
+        # its group communicators are split off the world's: a revoke of the world would not reach them
+        return "elastic mode does not rebuild the hierarchical topology's group communicators yet: use a flat graph"
     return None
 
 

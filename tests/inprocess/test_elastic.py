@@ -117,6 +117,7 @@ def test_momentum_a_failed_first_step_created_is_dropped_again():
 @pytest.mark.parametrize("algorithm, words", [
     (dsgd.algorithms.exact_diffusion("ring"), "does not know what Diffusion's state becomes"),
     (dsgd.algorithms.dsgd("ring", overlap=True), "use overlap=False"),
+    (dsgd.algorithms.dsgd("hierarchical:group=2"), "hierarchical topology"),
 ])
 def test_rules_elastic_mode_cannot_carry_are_refused_in_one_line(algorithm, words):
     why = state.unsupported(algorithm.build(N, lambda: LR0))
