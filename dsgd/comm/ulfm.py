@@ -27,7 +27,8 @@ def fault_tolerance_problem(MPI) -> Optional[str]:
     if not all(hasattr(MPI.Comm, name) for name in ("Agree", "Shrink", "Revoke")):
         return f"{NO_FAULT_TOLERANCE}; this mpi4py has no Comm.Agree/Shrink/Revoke"
     if "open mpi" in MPI.Get_library_version().lower():
-        if os.environ.get("OMPI_MCA_mpi_ft_enable", "").strip().lower() not in ("1", "true", "yes", "enabled", "t", "y"):
+        enabled = os.environ.get("OMPI_MCA_mpi_ft_enable", "").strip().lower()
+        if enabled not in ("1", "true", "yes", "enabled", "t", "y"):
             return f"{NO_FAULT_TOLERANCE}; this job was started without it"
     try:
         MPI.COMM_SELF.Agree(1)

@@ -150,3 +150,40 @@ def test_a_membership_change_is_one_line():
                             "recovered in 0.31s"
     fallback = MembershipChange(7, (1, 2), (1, 2), 4, 2, "complete", "ring cannot be built on 2 workers", 1.0)
     assert fallback.line().endswith("; ring cannot be built on 2 workers") and "lost ranks 1, 2" in fallback.line()
+
+
+class FakeMPI:
+    """Just what fault_tolerance_problem reads of mpi4py's MPI module."""
+
+    class Exception(Exception):
+        pass
+
+    def __init__(self, library="Open MPI v5.0.11", ulfm=True, agrees=True):
+        self.library = library
+        self.Comm = type("Comm", (), {n: None for n in ("Agree", "Shrink", "Revoke")} if ulfm else {})
+        self.COMM_SELF = self
+
+    def Get_library_version(self):
+        return self.library
+
+    def Agree(self, flag):
+        return flag
+
+
+@pytest.mark.parametrize("mpi, env, words", [
+    (FakeMPI(), {"OMPI_MCA_mpi_ft_enable": "1"}, None),
+    (FakeMPI(), {}, "this job was started without it"),
+    (FakeMPI(), {"OMPI_MCA_mpi_ft_enable": "0"}, "this job was started without it"),
+    (FakeMPI(ulfm=False), {"OMPI_MCA_mpi_ft_enable": "1"}, "no Comm.Agree/Shrink/Revoke"),
+    (FakeMPI(library="MPICH Version: 4.2"), {}, None),   # another MPI: the agreement on COMM_SELF decides
+])
+def test_fault_tolerance_is_checked_at_start_and_its_absence_said_in_one_line(monkeypatch, mpi, env, words):
+    from dsgd.comm.ulfm import fault_tolerance_problem
+    monkeypatch.delenv("OMPI_MCA_mpi_ft_enable", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    why = fault_tolerance_problem(mpi)
+    if words is None:
+        assert why is None
+    else:
+        assert words in why and "mpirun --with-ft ulfm" in why and "\n" not in why

@@ -75,7 +75,8 @@ for name, (opt, models) in runs.items():
         problems.append(f"{name}: max |x - reference| = {gap:.3g} on rank {opt.world.rank} (allowed {allowed:g})")
     if opt.world.rank == 0:
         lines = " | ".join(c.line() for c in opt.membership)
-        verdict = "parameters bit for bit the reference's" if gap == 0.0 else f"parameters within {gap:.1g} of the reference's"
+        verdict = ("parameters bit for bit the reference's" if gap == 0.0 else
+                   f"parameters within {gap:.1g} of the reference's")
         print(f"{name}: {lines} | {verdict}", flush=True)
 
 survivors = next(iter(runs.values()))[0].world.comm.comm
