@@ -179,6 +179,60 @@ class Mixer:
         from .compressed import compressed_mix_many
         return compressed_mix_many(self, buffers, Ws, codec, seed, step)
 
+    def mix_in_worker_order_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
+        """mix_, except that an average sums the workers as a left fold in worker order,
+        ((x_0 + x_1) + x_2) + ..., whatever the layout, so 4 x 1, 2 x 2 and 1 x 4 agree bit for bit
+        (an allreduce sums the ranks' shares in the MPI library's own order). The partial sum travels
+        rank to rank along a chain, then the average back, chunk by chunk so the links work at once:
+        each rank sends and receives the model twice, as in a ring allreduce, but the first chunk
+        needs 2 (ranks - 1) hops. For rules that average rarely (the outer steps); sparse W is
+        already summed in a fixed order and goes through mix_."""
+        plan = self.plan(W)
+        if plan.kind != "average":
+            self.mix_(buffers, W)
+            return
+        self._check(buffers)
+        self.stats.count_step("average")
+        self.worker_bytes_sent += sum(b[0].numel() * b.element_size() for b in buffers)
+        for i, b in enumerate(buffers):
+            total = self._chain_sum(b, i)
+            b.copy_(total.expand_as(b))
+
+    def _chain_sum(self, b: torch.Tensor, tag: int) -> torch.Tensor:
+        """The average of every worker's row of b: a left fold along the ranks, then sent back."""
+        comm, r, p = self.comm, self.comm.rank, self.comm.size
+        total = torch.empty_like(b[0])
+        m = total.numel()
+        step = max(1, min(m, CHUNK_BYTES // max(1, total.element_size())))
+        chunks = [slice(lo, min(m, lo + step)) for lo in range(0, m, step)]
+        sends = []
+        with Timer(self.stats):
+            for c, cols in enumerate(chunks):   # forward: rank r adds its rows to the partial sum of ranks < r
+                part = total[cols]
+                if r == 0:
+                    part.copy_(b[0, cols])
+                else:
+                    comm.iexchange([], [(r - 1, part)], tag=(2 * tag) % MAX_TAG).wait()
+                    part.add_(b[0, cols])
+                for k in range(1, self.K):
+                    part.add_(b[k, cols])
+                if r == p - 1:
+                    part.div_(self.n_workers)
+                else:
+                    sends.append(comm.iexchange([(r + 1, part)], [], tag=(2 * tag) % MAX_TAG))
+            for s in sends:
+                s.wait()
+            sends = []
+            for cols in chunks:                 # back: the average from the last rank to the first
+                part = total[cols]
+                if r < p - 1:
+                    comm.iexchange([], [(r + 1, part)], tag=(2 * tag + 1) % MAX_TAG).wait()
+                if r > 0:
+                    sends.append(comm.iexchange([(r - 1, part)], [], tag=(2 * tag + 1) % MAX_TAG))
+            for s in sends:
+                s.wait()
+        return total
+
     def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The average over all workers of each buffer, as new (m,) tensors; the buffers are untouched."""
         self._check(buffers)

@@ -45,6 +45,10 @@ class SimulatedMixer:
         self.mix_(buffers, W)
         return Done()
 
+    def mix_in_worker_order_(self, buffers, W) -> None:
+        """The same dense W @ X (one process sums every worker in one place)."""
+        self.mix_(buffers, W)
+
     def mix_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
         W = check_matrix(W, self.n_workers)
         kind = classify(W)

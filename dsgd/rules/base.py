@@ -55,8 +55,10 @@ class Engine(Protocol):
     def optimizer_step(self) -> None:
         """The workers' own torch optimizers step (SGD with momentum, AdamW...)."""
 
-    def mix(self, W: np.ndarray, buffers: Sequence[torch.Tensor], start_only: bool = False) -> Optional[Pending]:
-        """x_i <- sum_j W[i, j] x_j for every buffer, in one exchange."""
+    def mix(self, W: np.ndarray, buffers: Sequence[torch.Tensor], start_only: bool = False,
+            in_worker_order: bool = False) -> Optional[Pending]:
+        """x_i <- sum_j W[i, j] x_j for every buffer, in one exchange (in_worker_order: an average summed
+        in worker order, the same bit for bit in every layout)."""
 
     def compressed(self, W: np.ndarray, buffers: Sequence[torch.Tensor], codec, seed: int, step: int):
         """(decoded, mixed): decode(encode(b)) of this rank's rows and W @ decode(encode(B)); only the

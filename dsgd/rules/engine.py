@@ -136,7 +136,13 @@ class WorkerEngine:
         self.background = [p for p in self.background if not getattr(p, "done", False)] + [pending]
         return pending
 
-    def mix(self, W: np.ndarray, buffers, start_only: bool = False):
+    def mix(self, W: np.ndarray, buffers, start_only: bool = False, in_worker_order: bool = False):
+        """x_i <- sum_j W[i, j] x_j for every buffer; in_worker_order: an average sums the workers in
+        worker order whatever the layout (a chain instead of an allreduce, for rules that average
+        rarely), so the result is the same bit for bit in every split of the workers over ranks."""
+        if in_worker_order:
+            self.mixer.mix_in_worker_order_(list(buffers), W)
+            return None
         pending = self.mixer.start(list(buffers), W, blocking=not start_only)
         if start_only:
             self.adopt(pending)

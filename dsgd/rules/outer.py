@@ -16,7 +16,10 @@ A codec compresses what travels with error feedback: e <- e + Delta; send Q(e); 
 
 Each worker has its own outer optimizer over its rows of the anchor buckets, so every element goes
 through the same operations at the same position within its tensor whatever the layout (vectorized
-kernels treat the tail of a tensor differently from its body).
+kernels treat the tail of a tensor differently from its body); an average is summed in worker order
+(`engine.mix(..., in_worker_order=True)`), so DiLoCo and SPARTA end bit for bit alike in every split of
+the workers over ranks. Streaming DiLoCo with a delay averages through a non-blocking allreduce, which
+overlaps the inner steps but sums in the MPI library's order: across splits it agrees to round-off.
 """
 from __future__ import annotations
 
@@ -69,7 +72,7 @@ class OuterStep(Rule):
     def _mixed_pseudo_gradient(self, engine, W, t):
         delta = [a - x for a, x in zip(self.anchor, engine.params)]
         if self.codec is None:
-            engine.mix(W, delta)
+            engine.mix(W, delta, in_worker_order=True)
             return delta
         for e, d in zip(self.memory, delta):
             e.add_(d)
@@ -231,7 +234,7 @@ class StreamingOuterStep(Rule):
             for d, i in zip(self._inbox(f), self.groups[f]):
                 d.copy_(self._columns(self.anchor, i) - self._columns(engine.params, i))
             if self.tau == 0:
-                engine.mix(W, self._inbox(f))
+                engine.mix(W, self._inbox(f), in_worker_order=True)
                 self._land(f, engine)
             else:
                 self.pending[f], self.due[f] = engine.start(W, self._inbox(f)), t + self.tau
@@ -297,7 +300,7 @@ class Sparta(Rule):
             return None
         picks = [self.chosen(t, b, x.shape[1], x.device) for b, x in enumerate(engine.params)]
         parts = [x[:, idx] for x, idx in zip(engine.params, picks)]
-        engine.mix(act.param_W, parts)
+        engine.mix(act.param_W, parts, in_worker_order=True)
         for x, idx, part in zip(engine.params, picks, parts):
             x[:, idx] = part
         if engine.mix_buffers:
