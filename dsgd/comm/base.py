@@ -43,6 +43,9 @@ def mean_stats(per_rank: list[dict]) -> dict:
 class Request(Protocol):
     def wait(self) -> None: ...
 
+    def test(self) -> bool:
+        """Complete without blocking if everything has arrived; whether it is complete."""
+
 
 class Communicator(Protocol):
     """Rank-level transport. Mixers decide what to move; communicators only move it."""
@@ -85,6 +88,9 @@ class Done:
 
     def wait(self) -> None:
         return None
+
+    def test(self) -> bool:
+        return True
 
 
 class Timer:

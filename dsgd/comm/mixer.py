@@ -28,6 +28,7 @@ PLAN_CACHE_SIZE = 1024  # time-varying families repeat with a period; keep a cyc
 CHUNK_BYTES = 4 << 20   # pipeline chunk of one row: a few MiB keeps it in cache, amortizes per-message cost
 MAX_CHUNKS = 64         # per buffer; larger rows get larger chunks (keeps tags small)
 MAX_TAG = 32767         # the MPI standard's smallest guaranteed MPI_TAG_UB
+CHAIN_TAGS = 16384      # averages in worker order take tags from here up, apart from the sparse step's
 
 
 class PendingMix:
@@ -83,6 +84,92 @@ class PendingHierarchical:
             self.done = True
 
 
+class PendingChain:
+    """An average summed in worker order: the partial sum of the ranks before travels rank to rank
+    along a chain, each rank adding its rows in order, and the last rank sends the average back along
+    it; chunk by chunk, so the links work at once. Each rank sends and receives the model twice, as in
+    a ring allreduce, but the first chunk takes 2 (ranks - 1) hops. Every receive is posted at the
+    start and the first rank's chunks leave at once; progress() moves what has arrived on."""
+
+    def __init__(self, mixer: "Mixer", buffers, first_tag: int):
+        self.mixer, self.comm = mixer, mixer.comm
+        r, p = self.comm.rank, self.comm.size
+        self.items, self.sends, self.done = [], [], False
+        for i, b in enumerate(buffers):
+            fwd = torch.empty_like(b[0])
+            bwd = fwd if r == p - 1 else torch.empty_like(b[0])  # the last rank's sum is the average
+            m = fwd.numel()
+            width = max(1, min(m, CHUNK_BYTES // max(1, fwd.element_size())))
+            chunks = [slice(lo, min(m, lo + width)) for lo in range(0, m, width)]
+            tag_f, tag_b = first_tag + 2 * i, first_tag + 2 * i + 1
+            recv_f = [self.comm.iexchange([], [(r - 1, fwd[c])], tag=tag_f) for c in chunks] if r > 0 else []
+            recv_b = [self.comm.iexchange([], [(r + 1, bwd[c])], tag=tag_b) for c in chunks] if r < p - 1 else []
+            self.items.append({"b": b, "fwd": fwd, "bwd": bwd, "chunks": chunks, "recv_f": recv_f, "recv_b": recv_b,
+                               "next_f": 0, "next_b": 0, "tags": (tag_f, tag_b)})
+        self.progress()
+
+    def _forward(self, it, c: int) -> None:
+        r, p = self.comm.rank, self.comm.size
+        cols, b = it["chunks"][c], it["b"]
+        part = it["fwd"][cols]
+        if r == 0:
+            part.copy_(b[0, cols])
+        else:
+            part.add_(b[0, cols])
+        for k in range(1, b.shape[0]):
+            part.add_(b[k, cols])
+        if r == p - 1:
+            part.div_(self.mixer.n_workers)
+            if r > 0:
+                self.sends.append(self.comm.iexchange([(r - 1, part)], [], tag=it["tags"][1]))
+        else:
+            self.sends.append(self.comm.iexchange([(r + 1, part)], [], tag=it["tags"][0]))
+
+    def _backward(self, it, c: int) -> None:
+        if self.comm.rank > 0:
+            self.sends.append(self.comm.iexchange([(self.comm.rank - 1, it["bwd"][it["chunks"][c]])], [],
+                                                  tag=it["tags"][1]))
+
+    def _advance(self, it, block: bool) -> bool:
+        """Move one item on as far as its messages allow (block: wait for each); whether it is complete."""
+        n_chunks = len(it["chunks"])
+        while it["next_f"] < n_chunks:
+            c = it["next_f"]
+            if it["recv_f"]:
+                if block:
+                    it["recv_f"][c].wait()
+                elif not it["recv_f"][c].test():
+                    return False
+            self._forward(it, c)
+            it["next_f"] += 1
+        while it["next_b"] < len(it["recv_b"]):
+            c = it["next_b"]
+            if block:
+                it["recv_b"][c].wait()
+            elif not it["recv_b"][c].test():
+                return False
+            self._backward(it, c)
+            it["next_b"] += 1
+        return True
+
+    def progress(self) -> None:
+        with Timer(self.mixer.stats):
+            for it in self.items:
+                self._advance(it, block=False)
+
+    def wait(self) -> None:
+        if self.done:
+            return
+        with Timer(self.mixer.stats):
+            for it in self.items:
+                self._advance(it, block=True)
+            for s in self.sends:
+                s.wait()
+        for it in self.items:
+            it["b"].copy_(it["bwd"].expand_as(it["b"]))
+        self.items, self.sends, self.done = [], [], True
+
+
 class Mixer:
     """Mixing over a communicator. Example (4 ranks, ring over 4 workers)::
 
@@ -104,6 +191,7 @@ class Mixer:
         self._free_recv: dict[tuple, list[torch.Tensor]] = {}
         self._hierarchy: dict[int, tuple] = {}   # ranks per group -> (group communicator, mixer across groups)
         self.recv_allocations = 0
+        self._chain_tag = CHAIN_TAGS   # the next free tag of an average in worker order (the same on every rank)
         # Per local worker: bytes it would send if it were its own process (identity 0,
         # average = payload handed to allreduce, sparse = out-degree x row bytes).
         self.worker_bytes_sent = np.zeros(self.K, dtype=np.float64)
@@ -182,56 +270,27 @@ class Mixer:
     def mix_in_worker_order_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
         """mix_, except that an average sums the workers as a left fold in worker order,
         ((x_0 + x_1) + x_2) + ..., whatever the layout, so 4 x 1, 2 x 2 and 1 x 4 agree bit for bit
-        (an allreduce sums the ranks' shares in the MPI library's own order). The partial sum travels
-        rank to rank along a chain, then the average back, chunk by chunk so the links work at once:
-        each rank sends and receives the model twice, as in a ring allreduce, but the first chunk
-        needs 2 (ranks - 1) hops. For rules that average rarely (the outer steps); sparse W is
-        already summed in a fixed order and goes through mix_."""
+        (an allreduce sums the ranks' shares in the MPI library's own order). Sparse W is already
+        summed in a fixed order and goes through mix_."""
+        self.start_in_worker_order(buffers, W).wait()
+
+    def start_in_worker_order(self, buffers: Sequence[torch.Tensor], W: np.ndarray):
+        """Start mix_in_worker_order_; the returned step's progress() advances it as far as messages
+        have arrived (call it now and then while computing), wait() finishes it. The buffers must not
+        change until then."""
         plan = self.plan(W)
         if plan.kind != "average":
-            self.mix_(buffers, W)
-            return
+            return self.start(buffers, W, blocking=False)
         self._check(buffers)
         self.stats.count_step("average")
         self.worker_bytes_sent += sum(b[0].numel() * b.element_size() for b in buffers)
-        for i, b in enumerate(buffers):
-            total = self._chain_sum(b, i)
-            b.copy_(total.expand_as(b))
-
-    def _chain_sum(self, b: torch.Tensor, tag: int) -> torch.Tensor:
-        """The average of every worker's row of b: a left fold along the ranks, then sent back."""
-        comm, r, p = self.comm, self.comm.rank, self.comm.size
-        total = torch.empty_like(b[0])
-        m = total.numel()
-        step = max(1, min(m, CHUNK_BYTES // max(1, total.element_size())))
-        chunks = [slice(lo, min(m, lo + step)) for lo in range(0, m, step)]
-        sends = []
-        with Timer(self.stats):
-            for c, cols in enumerate(chunks):   # forward: rank r adds its rows to the partial sum of ranks < r
-                part = total[cols]
-                if r == 0:
-                    part.copy_(b[0, cols])
-                else:
-                    comm.iexchange([], [(r - 1, part)], tag=(2 * tag) % MAX_TAG).wait()
-                    part.add_(b[0, cols])
-                for k in range(1, self.K):
-                    part.add_(b[k, cols])
-                if r == p - 1:
-                    part.div_(self.n_workers)
-                else:
-                    sends.append(comm.iexchange([(r + 1, part)], [], tag=(2 * tag) % MAX_TAG))
-            for s in sends:
-                s.wait()
-            sends = []
-            for cols in chunks:                 # back: the average from the last rank to the first
-                part = total[cols]
-                if r < p - 1:
-                    comm.iexchange([], [(r + 1, part)], tag=(2 * tag + 1) % MAX_TAG).wait()
-                if r > 0:
-                    sends.append(comm.iexchange([(r - 1, part)], [], tag=(2 * tag + 1) % MAX_TAG))
-            for s in sends:
-                s.wait()
-        return total
+        # Each chain in flight has tags of its own: several (streaming's fragments) may be in flight at
+        # once and move on in any order, and a receive must never take another chain's message.
+        need = 2 * len(buffers)
+        if self._chain_tag + need > MAX_TAG:
+            self._chain_tag = CHAIN_TAGS
+        first, self._chain_tag = self._chain_tag, self._chain_tag + need
+        return PendingChain(self, list(buffers), first)
 
     def average(self, buffers: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The average over all workers of each buffer, as new (m,) tensors; the buffers are untouched."""

@@ -85,6 +85,14 @@ class _Requests:
             self.pool.give(self.staged)
         self.after, self.keep, self.staged = (), None, []
 
+    def test(self) -> bool:
+        """Whether every request is complete (then finished as wait() finishes it), without blocking."""
+        from mpi4py import MPI
+        if self.reqs and not MPI.Request.Testall(self.reqs):
+            return False
+        self.wait()
+        return True
+
     def _wait_or_report(self, MPI, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         nap = 1e-5

@@ -49,6 +49,9 @@ class SimulatedMixer:
         """The same dense W @ X (one process sums every worker in one place)."""
         self.mix_(buffers, W)
 
+    def start_in_worker_order(self, buffers, W):
+        return self.start(buffers, W)
+
     def mix_(self, buffers: Sequence[torch.Tensor], W: np.ndarray) -> None:
         W = check_matrix(W, self.n_workers)
         kind = classify(W)

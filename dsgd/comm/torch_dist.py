@@ -92,6 +92,13 @@ class _Works:
                 w.wait()
         self.works, self.keep = [], None
 
+    def test(self) -> bool:
+        """Whether every operation is complete (then finished), without blocking."""
+        if not all(w.is_completed() for w in self.works):
+            return False
+        self.wait()
+        return True
+
 
 def backend_for(device: torch.device) -> str:
     """gloo for CPU training; NCCL for device tensors with gloo beside it for CPU values."""

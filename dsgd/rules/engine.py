@@ -129,10 +129,12 @@ class WorkerEngine:
         for p in pending:   # in the order they started
             p.wait()
 
-    def start(self, W: np.ndarray, buffers):
+    def start(self, W: np.ndarray, buffers, in_worker_order: bool = False):
         """Start mixing `buffers` and return the unfinished step: the rule waits on it when it needs
-        the result, possibly steps later; until then the buffers must not change."""
-        pending = self.mixer.start(list(buffers), W, blocking=False)
+        the result, possibly steps later; until then the buffers must not change. in_worker_order: an
+        average summed in worker order (see mix), whose step moves on when its progress() is called."""
+        pending = (self.mixer.start_in_worker_order(list(buffers), W) if in_worker_order
+                   else self.mixer.start(list(buffers), W, blocking=False))
         self.background = [p for p in self.background if not getattr(p, "done", False)] + [pending]
         return pending
 

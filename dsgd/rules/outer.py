@@ -17,9 +17,9 @@ A codec compresses what travels with error feedback: e <- e + Delta; send Q(e); 
 Each worker has its own outer optimizer over its rows of the anchor buckets, so every element goes
 through the same operations at the same position within its tensor whatever the layout (vectorized
 kernels treat the tail of a tensor differently from its body); an average is summed in worker order
-(`engine.mix(..., in_worker_order=True)`), so DiLoCo and SPARTA end bit for bit alike in every split of
-the workers over ranks. Streaming DiLoCo with a delay averages through a non-blocking allreduce, which
-overlaps the inner steps but sums in the MPI library's order: across splits it agrees to round-off.
+(`engine.mix(..., in_worker_order=True)`), so DiLoCo, streaming DiLoCo and SPARTA end bit for bit alike
+in every split of the workers over ranks. Streaming's average travels while the inner steps go on: each
+step moves it on as far as its messages have arrived, and it lands tau steps after it started.
 """
 from __future__ import annotations
 
@@ -224,6 +224,9 @@ class StreamingOuterStep(Rule):
 
     def step(self, t, engine):
         engine.optimizer_step()
+        for pending in self.pending:   # exchanges in flight move on while the inner steps go on
+            if pending is not None and hasattr(pending, "progress"):
+                pending.progress()
         for f in range(self.F):
             if self.due[f] == t:
                 self._land(f, engine)
@@ -237,7 +240,7 @@ class StreamingOuterStep(Rule):
                 engine.mix(W, self._inbox(f), in_worker_order=True)
                 self._land(f, engine)
             else:
-                self.pending[f], self.due[f] = engine.start(W, self._inbox(f)), t + self.tau
+                self.pending[f], self.due[f] = engine.start(W, self._inbox(f), in_worker_order=True), t + self.tau
             if f == 0 and engine.mix_buffers:
                 engine.mix_statistics(W)
         return None

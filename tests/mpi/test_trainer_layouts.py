@@ -23,10 +23,9 @@ CASES = {
 # the harder case). Every case of CASES resumes exactly in one process (tests/inprocess/test_resume.py).
 FAMILIES = [name for name in CASES if name not in ("dsgd", "d2", "choco-sign")]
 # averages through allreduce sum in the MPI library's order, which depends on the layout: round-off only
-# (the same runs resume bit for bit in one layout: tests/inprocess/test_resume.py). DiLoCo and SPARTA
-# average in worker order (Mixer.mix_in_worker_order_) and are held bit for bit like the gossip rules;
-# streaming DiLoCo with a delay overlaps its average through a non-blocking allreduce.
-ALLREDUCE_AVERAGES = {"csgd-powersgd", "streaming-diloco"}
+# (the same runs resume bit for bit in one layout: tests/inprocess/test_resume.py). DiLoCo, streaming
+# DiLoCo and SPARTA average in worker order (Mixer.mix_in_worker_order_) and are held bit for bit.
+ALLREDUCE_AVERAGES = {"csgd-powersgd"}
 
 
 def same(got, want, name, where):
