@@ -21,6 +21,13 @@ def test_rules_through_the_api_follow_their_numpy_recursions_on_real_ranks(jobs,
     assert f"library oracles ok: 16 rule x backend runs of 25 steps, {workers} workers" in jobs.output(layout)
 
 
+@pytest.mark.parametrize("layout, workers", [("4 x 1", 4), ("2 x 2", 4)])
+def test_the_outer_rules_identities_hold_on_real_ranks_on_both_backends(jobs, layout, workers):
+    """Streaming with one fragment, no delay and alpha 1 is DiLoCo and SPARTA with every coordinate is D-SGD,
+    bit for bit; DiLoCo with plain outer SGD at lr 1 is local SGD to round-off."""
+    assert f"outer identities ok: 6 identity x backend runs, {workers} workers" in jobs.output(layout)
+
+
 def test_local_sgd_through_the_api_equals_pytorchs_periodic_model_averager(jobs):
     assert "periodic averager peer ok: 18 steps, period 4, 4 ranks" in jobs.output("peer")
 

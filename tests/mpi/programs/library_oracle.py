@@ -43,11 +43,50 @@ def cases(n):
         lambda p: lsq.oracle_sparta(p, ring.W, lr, STEPS, 0.5, 1)
 
 
+IDENTITIES = [  # (what, the outer rule, the rule it must equal, exactly?)
+    ("streaming with F=1, tau=0, alpha=1 is DiLoCo",
+     lambda: dsgd.algorithms.streaming_diloco(period=4, fragments=1, delay=0, alpha=1.0),
+     lambda: dsgd.algorithms.diloco(period=4), True),
+    ("SPARTA with p=1 on a ring is D-SGD", lambda: dsgd.algorithms.sparta(1.0, topology_spec="ring"),
+     lambda: dsgd.algorithms.dsgd("ring"), True),
+    ("outer SGD at lr 1 without momentum is local SGD",
+     lambda: dsgd.algorithms.diloco(period=4, outer="sgd", outer_lr=1.0, outer_momentum=0.0),
+     lambda: dsgd.algorithms.local_sgd(4), False),  # x_a - mean(x_a - x) against mean(x): round-off
+]
+
+
+def identities(world, backend, K) -> int:
+    """The outer rules' identities on WORLD's ranks, from a common start; how many were checked."""
+    n = MPI.COMM_WORLD.size * K
+    problem = lsq.Problem(n, seed=3)
+    problem.x0[:] = problem.x0[0]
+    checked = 0
+    mine = list(range(world.first_worker, world.first_worker + K))
+    if True:
+        for what, outer, plain, exact in IDENTITIES:
+            ends = []
+            for algorithm in (outer(), plain()):
+                models = [LeastSquares(problem, i) for i in mine]
+                optimizers = [torch.optim.SGD(m.parameters(), lr=LR0) for m in models]
+                opt = dsgd.DecentralizedOptimizer(optimizers if K > 1 else optimizers[0],
+                                                  models if K > 1 else models[0], algorithm, world, broadcast=False,
+                                                  bucket_bytes=32)
+                train(opt, models, STEPS)
+                opt.finish()
+                ends.append(np.stack([m.x() for m in models]))
+            if exact:
+                assert np.array_equal(ends[0], ends[1]), f"{what}, backend {backend}: {np.abs(ends[0] - ends[1]).max()}"
+            else:
+                np.testing.assert_allclose(ends[0], ends[1], rtol=1e-12, atol=1e-12, err_msg=f"{what}, {backend}")
+            checked += 1
+    return checked
+
+
 def oracles(backends, K):
     world_size = MPI.COMM_WORLD.size
     n = world_size * K
     problem = lsq.Problem(n, seed=2)
-    checked = 0
+    checked = same = 0
     for backend in backends:
         world = dsgd.start(backend, workers_per_rank=K)
         mine = list(range(world.first_worker, world.first_worker + K))
@@ -57,13 +96,16 @@ def oracles(backends, K):
             opt = dsgd.DecentralizedOptimizer(optimizers if K > 1 else optimizers[0], models if K > 1 else models[0],
                                               algorithm, world, broadcast=False, bucket_bytes=32)
             train(opt, models, STEPS)
+            opt.finish()  # exchanges still in flight (streaming) complete before the next run's
             got = np.stack([m.x() for m in models])
             np.testing.assert_allclose(got, oracle(problem)[mine], rtol=1e-9, atol=1e-9,
                                        err_msg=f"{name}, backend {backend}, rank {world.rank}")
             checked += 1
+        same += identities(world, backend, K)
     MPI.COMM_WORLD.Barrier()
     if MPI.COMM_WORLD.rank == 0:
         print(f"library oracles ok: {checked} rule x backend runs of {STEPS} steps, {n} workers", flush=True)
+        print(f"outer identities ok: {same} identity x backend runs, {n} workers", flush=True)
 
 
 def peer(period=4, steps=18):
