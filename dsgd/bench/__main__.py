@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("dsgd.bench.cost", "predicted step times on a described network (alpha-beta model), fitted here"),
     "library": ("dsgd.bench.library", "the library's optimizer wrapper against bare torch.optim, and local SGD "
                 "against PyTorch's PostLocalSGDOptimizer"),
+    "elastic": ("dsgd.bench.elastic", "an elastic step (state copy and agreement, under mpirun --with-ft ulfm) "
+                "against the plain step"),
     "outer": ("dsgd.bench.outer", "DiLoCo's step with its outer step against a plain local step, and streaming "
               "DiLoCo's peak bytes per step against DiLoCo's"),
     "startup": ("dsgd.bench.startup", "seconds before training starts: --help and a one-step job, beside another checkout"),

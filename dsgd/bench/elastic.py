@@ -1,7 +1,7 @@
 """What elastic mode costs on a step without failures: the same D-SGD step in a plain and in an
 elastic world, side by side.
 
-    mpirun --with-ft ulfm -np 4 python -m mpi4py -m dsgd.bench.elastic --json
+    mpirun --with-ft ulfm -np 4 python -m mpi4py -m dsgd.bench elastic --json
 
 Both sides train the trainer's small CNN from the same weights on the same batches, D-SGD on a
 ring with momentum; the elastic side adds what every elastic step does (a copy of the rank's
@@ -22,7 +22,7 @@ from dsgd.bench.library import model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m dsgd.bench.elastic", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog="python -m dsgd.bench elastic", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--topology", default="ring")
     step_comparison_options(ap)

@@ -78,7 +78,7 @@ def test_csgd_averages_over_the_survivors_and_equals_the_reference_to_round_off(
 
 
 def test_the_overhead_benchmark_runs_and_reports_both_sides():
-    res = launcher.execute(with_ft(2, ["-m", "dsgd.bench.elastic", "--topology", "complete", "--repeats", "3",
+    res = launcher.execute(with_ft(2, ["-m", "dsgd.bench", "elastic", "--topology", "complete", "--repeats", "3",
                                        "--warmup", "1", "--json"]),
                            timeout=90, cwd=mpi_harness.REPO)
     assert res.returncode == 0, res.stdout[-3000:]
