@@ -3,7 +3,7 @@
     python experiments/outer_optimizers.py run [--out runs/outer] [--to DIR]      # 33 mpirun jobs, ~20 min on 2 cores
     python experiments/outer_optimizers.py report [--out runs/outer] [--to DIR]   # README.md and plots from the JSON
     python experiments/outer_optimizers.py all --to docs/outer-optimizers          # both: the committed report
-    python experiments/outer_optimizers.py all --quick                             # CI-sized: 3 arms, 16 steps
+    python experiments/outer_optimizers.py all --quick                             # CI-sized: 3 arms, 16 steps, 1 rank x 4
 
 The byte-level GPT (--model gpt) on the fortunes text, 8 workers (2 ranks x 4), AdamW inside with a
 cosine schedule, 3 seeds per arm. Each arm's validation loss is plotted against steps, against the
@@ -68,7 +68,7 @@ def run(args, code: str) -> dict:
             runs.append({"arm": name, "seed": seed, "steps": [r["step"] for r in rows],
                          "val_loss": [r["test_loss"] for r in rows], "bytes_sent": [r["bytes_sent"] for r in rows],
                          "compute_s": rows[-1]["compute_s"], "wall_s": job["job_wall_s"],
-                         "events": comm_events(run_dir), "kept": kept, "command": job["command"]})
+                         "events": comm_events(run_dir, args.ranks), "kept": kept, "command": job["command"]})
             print(f"   validation loss {rows[-1]['test_loss']:.4f}, {rows[-1]['bytes_sent'] / 1e6:.2f} MB/worker",
                   flush=True)
     return {"runs": runs}
@@ -79,7 +79,7 @@ def slug(name: str) -> str:
 
 
 # -- the communication a run made, step by step, rebuilt from its settings ---------------------------
-def comm_events(run_dir: Path) -> list:
+def comm_events(run_dir: Path, ranks: int) -> list:
     """[(step, kind, bytes per worker)] of every communication: kind 'average', 'allgather' (a codec's
     payloads), or a topology spec (a graph step). Rebuilt from the run's config.yaml with the trainer's
     own builders, so the schedule (QSR's rounds too) is the one that ran."""
@@ -91,8 +91,8 @@ def comm_events(run_dir: Path) -> list:
     from dsgd.train import build
     cfg = from_dict(read_settings(run_dir))
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, train=True, context=cfg.data.context)
-    n = cfg.run.workers_per_rank * 2
-    plan = build.plan(cfg, 2, len(data))
+    n = cfg.run.workers_per_rank * ranks
+    plan = build.plan(cfg, ranks, len(data))
     lr = build.lr_schedule(cfg, plan)
     rule = build.rule(cfg, plan, lr)
     model = build_model_for(cfg.model.model, data)
@@ -296,11 +296,12 @@ def parse_args(argv):
     ap.add_argument("--eval-samples", type=int, default=512)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), help="which arms (names as in the table)")
     ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 3 arms, one seed, 16 steps")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 3 arms, one seed, 16 steps, 4 workers in one rank")
     args = ap.parse_args(argv)
     args.out = args.out or str(REPO / "runs" / ("outer-quick" if args.quick else "outer"))
     if args.quick:
         args.arms, args.seeds, args.steps, args.eval_every, args.eval_samples = list(QUICK_ARMS), [0], 16, 8, 64
+        args.workers, args.ranks = 4, 1
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         ap.error(f"unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")

@@ -197,7 +197,7 @@ COMMANDS = {
     "mpirun -np 4 --oversubscribe python -m mpi4py -m dsgd.train --algorithm dsgd --topology exponential "
     "--dataset fashion-mnist --model cnn --batch-size 32 --lr 0.05 --momentum 0.9 --epochs 2 --eval-every 200 "
     "--out runs/exp": Run("readme-train", extra=SHORT, check=trained),
-    "mpirun -np 4 --oversubscribe python -m dsgd.train --dataset fortunes --model gpt --context 64 --optimizer adamw "
+    "mpirun -np 2 python -m dsgd.train --workers-per-rank 2 --dataset fortunes --model gpt --context 64 --optimizer adamw "
     "--lr 0.003 --weight-decay 0.1 --decay cosine --algorithm qsr --local-steps 4 --qsr-alpha 0.01 --batch-size 16 "
     "--steps-per-epoch 300 --eval-every 100 --eval-samples 512 --out runs/lm": Run("readme-lm", extra=SHORT,
                                                                                     check=trained),
