@@ -36,8 +36,8 @@ def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(
     """Either launcher: srun (a stand-in) or launch/dsgd-mpirun inside the allocation (real mpirun)."""
     log = tmp_path / "scontrol.log"
     fake_slurm(tmp_path / "bin", log)
-    (tmp_path / "recipe.yaml").write_text("model: mlp\nalgorithm: dsgd\ntopology: complete\nsteps_per_epoch: 900\n"
-                                          "epochs: 3\neval_every: 2700\neval_samples: 300\nlog_every: 10000\n")
+    (tmp_path / "recipe.yaml").write_text("model: mlp\nalgorithm: dsgd\ntopology: complete\nsteps_per_epoch: 300\n"
+                                          "epochs: 3\neval_every: 900\neval_samples: 300\nlog_every: 10000\n")
     env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
                f"{os.environ['PATH']}", SLURM_JOB_ID="42", SLURM_JOB_NAME=f"test-{os.getpid()}",
                DSGD_RECIPE=str(tmp_path / "recipe.yaml"), OMPI_ALLOW_RUN_AS_ROOT="1",
@@ -57,12 +57,12 @@ def test_time_limit_warning_checkpoints_requeues_and_the_requeued_job_continues(
         out, _ = proc.communicate(timeout=120)
         step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
         assert proc.returncode == 4, out[-3000:]
-        assert 0 < step < 2700 and f"stopped by SIGUSR1 at step {step}" in out
+        assert 0 < step < 900 and f"stopped by SIGUSR1 at step {step}" in out
         assert log.read_text().split() == ["requeue", "42"]
         again = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
         assert f"resumed from {run_dir.relative_to(REPO)}/checkpoints/step-{step:08d} at step {step}" in again.stdout
-        assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == 2700
+        assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == 900
     finally:
         if "proc" in locals() and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
