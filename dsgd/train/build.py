@@ -104,7 +104,7 @@ def check_model(cfg: Config, model) -> None:
     count = getattr(parse_codec(cfg.compress.compress), "count", 0)
     size = sum(p.numel() for p in model.parameters())
     tensors = len(list(model.parameters()))
-    if cfg.algo.algorithm == "streaming-diloco" and cfg.outer.fragments > tensors:
+    if "fragments" in ALGORITHMS[cfg.algo.algorithm].reads and cfg.outer.fragments > tensors:
         raise ConfigError(f"--fragments {cfg.outer.fragments} is more than the {tensors} parameter tensors of --model "
                           f"{cfg.model.model} (a fragment is one or more whole layers)")
     if count > size:
