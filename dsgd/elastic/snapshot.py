@@ -4,8 +4,9 @@ A step that fails half way (a neighbour died during the exchange) may have moved
 rank's values and not others, and a rank that finished it cannot tell whether its neighbours did.
 So every survivor goes back to the values before the step and redoes it on the new world: the
 parameters, gradients and module buffers (flat (K, m) buckets), the torch optimizers' state
-(momentum, Adam moments and counters), the rule's buffers and scalars, and the step count. The
-copies are reused from step to step (one extra copy of the state in memory, one memcpy per step).
+(momentum, Adam moments and counters), the rule's buffers and scalars, the torch optimizers the
+rule holds itself (DiLoCo's outer optimizers), and the step count. The copies are reused from
+step to step (one extra copy of the state in memory, one memcpy per step).
 """
 from __future__ import annotations
 
@@ -66,6 +67,23 @@ def _restore_optimizer_state(opt: torch.optim.Optimizer, saved: List[Dict[str, A
                 state[key] = value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
 
 
+def _held_optimizers(rule) -> List[torch.optim.Optimizer]:
+    """The torch optimizers RULE holds among its attributes (an outer optimizer per worker, or per
+    worker and fragment), in a fixed order."""
+    out: List[torch.optim.Optimizer] = []
+
+    def walk(value) -> None:
+        if isinstance(value, torch.optim.Optimizer):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    for value in vars(rule).values():
+        walk(value)
+    return out
+
+
 class Snapshot:
     """save(opt) before a step, restore(opt) after it failed; OPT is a DecentralizedOptimizer."""
 
@@ -82,8 +100,9 @@ class Snapshot:
         self._flat = _copy_into(self._flat, [*w.params, *w.grads, *w.buffers])
         self._rule = _copy_into(self._rule, [b for n in rule.buffer_names for b in getattr(rule, n)])
         self._scalars = {n: copy.deepcopy(getattr(rule, n)) for n in rule.scalar_names}
-        previous = self._optimizers if len(self._optimizers) == len(opt.optimizers) else [None] * len(opt.optimizers)
-        self._optimizers = [_optimizer_state(o, before) for o, before in zip(opt.optimizers, previous)]
+        optimizers = [*opt.optimizers, *_held_optimizers(rule)]
+        previous = self._optimizers if len(self._optimizers) == len(optimizers) else [None] * len(optimizers)
+        self._optimizers = [_optimizer_state(o, before) for o, before in zip(optimizers, previous)]
         self._steps = opt.steps
 
     @torch.no_grad()
@@ -95,6 +114,6 @@ class Snapshot:
             t.copy_(s)
         for n, v in self._scalars.items():
             setattr(rule, n, copy.deepcopy(v))
-        for o, saved in zip(opt.optimizers, self._optimizers):
+        for o, saved in zip([*opt.optimizers, *_held_optimizers(rule)], self._optimizers):
             _restore_optimizer_state(o, saved)
         opt.steps = self._steps
