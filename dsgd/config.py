@@ -224,6 +224,12 @@ class RunConfig:
     resize: bool = opt(False, "on --resume, continue with another number of workers than the checkpoint's: "
                        "workers that remain keep their state, new ones start from the average model; not "
                        "bit-exact (another split of the same workers needs no flag and is exact)")
+    elastic: bool = opt(False, "survive lost ranks: when a rank dies, the survivors shrink the job to themselves, "
+                        "rebuild the graph and the rule's state and go on without a restart (needs --backend mpi "
+                        "started as `mpirun --with-ft ulfm`; docs/elastic.md)")
+    lost_data: str = opt("reassign", "with --elastic, the data of lost workers: reassign (the training set is split "
+                         "again over the survivors from the change on) or drop (each survivor keeps its own shard)",
+                         ["reassign", "drop"])
     comm_timeout: float = opt(0.0, "fail an exchange or collective that takes longer than this many seconds, naming "
                               "the ranks that stopped answering (0: wait forever); with --backend torch, the timeout of every "
                               "torch.distributed operation, setup and checkpoint barriers included (0: 300 s)",

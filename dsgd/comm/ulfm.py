@@ -48,8 +48,8 @@ def fault_tolerant_comm(MPI, comm=None):
 def is_process_failure(exc: BaseException, comm=None) -> bool:
     """EXC is MPI's way of saying a peer died (or that a survivor revoked the communicator for it).
 
-    A wait on several requests reports ERR_IN_STATUS instead (one request failed): that counts when
-    COMM is revoked or knows of a dead rank."""
+    Other classes (ERR_IN_STATUS from a wait on several requests, ERR_OTHER from a barrier) count
+    when COMM is revoked or knows of a dead rank."""
     try:
         from mpi4py import MPI
     except ImportError:  # pragma: no cover - no MPI, no MPI failures
@@ -57,9 +57,11 @@ def is_process_failure(exc: BaseException, comm=None) -> bool:
     if not isinstance(exc, MPI.Exception):
         return False
     kind = exc.Get_error_class()
-    if kind == MPI.ERR_IN_STATUS and comm is not None:
-        return comm.Is_revoked() or comm.Get_failed().Get_size() > 0
-    return kind in (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED)
+    if kind in (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED):
+        return True
+    # a wait on several requests says ERR_IN_STATUS, and some collectives (a barrier) ERR_OTHER: a
+    # failure when COMM is revoked or knows of a dead rank
+    return comm is not None and (comm.Is_revoked() or comm.Get_failed().Get_size() > 0)
 
 
 def revoke(comm) -> None:

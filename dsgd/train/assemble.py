@@ -5,6 +5,7 @@ Everything here is built once, before the first step, and is the same whichever 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -80,21 +81,36 @@ def augmentation(cfg: Config):
     return Augmentation(crop=True, flip=True, padding=4) if aug else False
 
 
+def _on_graph(cfg: Config, topology: str | None) -> Config:
+    """CFG with the graph an elastic run's last change left (TOPOLOGY), or CFG itself (None)."""
+    if topology is None or topology == "average":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.gossip.topology = topology
+    return cfg
+
+
 def decay_per_tensor(cfg: Config, net: torch.nn.Module) -> list[float]:
     """Weight decay of each parameter tensor, for rules that update by their own recursion."""
     o = cfg.optim
     return [0.0 if o.no_decay_norm_bias and p.ndim <= 1 else o.weight_decay for p in net.parameters()]
 
 
-def assemble(cfg: Config, mixer, device: torch.device) -> Parts:
+def assemble(cfg: Config, mixer, device: torch.device, history=None) -> Parts:
+    """HISTORY (dsgd.train.elastic.History, or None): an elastic run's changes of membership, which a
+    resume continues: its steps per epoch stay the start's and its graph is the last change's (the
+    caller then rebuilds the sampler from the history)."""
     comm, r = mixer.comm, cfg.run
     train_set, test_set = load_splits(cfg)
     task = task_for(train_set)
     build.check_data(cfg, train_set)
     plan = build.plan(cfg, comm.size, len(train_set))
+    if history is not None:
+        spe = history.steps_per_epoch
+        plan = build.Plan(plan.n_workers, spe, max(1, math.ceil(cfg.run.epochs * spe)))
     parts = build.partition(cfg, plan.n_workers, train_set)
     lr = build.lr_schedule(cfg, plan)
-    rule = build.rule(cfg, plan, lr)
+    rule = build.rule(_on_graph(cfg, history.topology if history is not None else None), plan, lr)
     net = model(cfg, train_set)
     build.check_model(cfg, net)
     K = r.workers_per_rank

@@ -44,6 +44,9 @@ def check(cfg: Config, world_size: int) -> None:
                           f"= {n * r.batch_size}")
     if r.physical_batch_size and r.batch_size % r.physical_batch_size:
         raise ConfigError(f"physical-batch-size {r.physical_batch_size} must divide batch-size {r.batch_size}")
+    if r.elastic and r.backend != "mpi":
+        raise ConfigError(f"--elastic needs --backend mpi (MPI's fault-tolerant communicators); --backend "
+                          f"{r.backend} cannot survive a lost rank")
     if o.nesterov and o.momentum == 0:
         raise ConfigError("nesterov needs momentum > 0")
     if cfg.model.norm == "bn" and cfg.model.model not in TEXT_MODELS and min(r.batch_size, r.physical_batch_size or r.batch_size) < 2:

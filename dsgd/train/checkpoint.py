@@ -144,6 +144,16 @@ def write_manifest(run_dir: Path, step: int, world_size: int, meta: dict, keep: 
         prune(run_dir, step, keep, pinned)
 
 
+def drop_rank_files_past(run_dir: Path, step: int, world_size: int) -> None:
+    """Remove the files of ranks >= WORLD_SIZE from checkpoint STEP: left by a rank lost while an
+    elastic run wrote it, before the survivors wrote it again under their new numbers."""
+    d = step_dir(run_dir, step)
+    for path in d.glob("rank*.pt"):
+        number = path.stem[len("rank"):]
+        if number.isdigit() and int(number) >= world_size:
+            path.unlink(missing_ok=True)
+
+
 def prune(run_dir: Path, current: int, keep: int, pinned: set) -> None:
     """Delete the checkpoints before `current` beyond its keep - 1 newest predecessors, except the
     pinned ones (lr decays) and the newest complete one: should `current` turn out damaged, a

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from dsgd.elastic.inject import die_if_due
 from dsgd.train import build
 from dsgd.train import checkpoint as ckpt
 from dsgd.train.regroup import Regroup
@@ -30,9 +31,10 @@ class Checkpointer:
         agree_finite: (bad, what) -> None, raising on every rank when any rank's parameters are bad.
     """
 
-    def __init__(self, cfg, parts, comm, out: Path, log, components: dict, agree_finite):
+    def __init__(self, cfg, parts, comm, out: Path, log, components: dict, agree_finite, history=None):
         self.cfg, self.p, self.comm, self.out, self.log = cfg, parts, comm, out, log
         self.components, self.agree_finite = components, agree_finite
+        self.history = history   # an elastic run's changes of membership (dsgd.train.elastic.History), or None
         self.events = []   # metrics rows to log once training goes on (a resize)
 
     def meta(self) -> dict:
@@ -41,7 +43,8 @@ class Checkpointer:
                 "algorithm": c.algo.algorithm, "topology": c.gossip.topology if build.uses_topology(c) else None,
                 "seed": c.run.seed, "model": c.model.model, "dataset": c.data.dataset, "batch_size": c.run.batch_size,
                 "partition": c.data.partition,
-                "context": c.data.context if getattr(self.p.train_set, "task", "") == "next-token" else None}
+                "context": c.data.context if getattr(self.p.train_set, "task", "") == "next-token" else None,
+                **({"elastic": self.history.as_dict()} if self.history is not None else {})}
 
     def save(self, step: int) -> None:
         """Every rank writes its workers and hashes them as they are written; rank 0 then writes the
@@ -53,11 +56,13 @@ class Checkpointer:
         state = {name: part.state_dict() for name, part in self.components.items()}
         state.update(rng=ckpt.rng_state(), meta=self.meta())
         written = ckpt.save_rank(self.out, step, self.comm.rank, state)
+        die_if_due("checkpoint", step)
         self.comm.barrier()
         files = self.comm.allgather_object(written)
         if self.comm.rank == 0:
             ckpt.write_manifest(self.out, step, self.comm.size, self.meta(), self.cfg.run.keep_checkpoints,
                                 pinned={0, *self.p.lr.decay_points}, files=files)
+            ckpt.drop_rank_files_past(self.out, step, self.comm.size)
         self.comm.barrier()
 
     def restore(self, resume: str) -> int:

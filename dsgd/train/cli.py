@@ -126,9 +126,10 @@ def fill_group_size(comm, cfg) -> str | None:
     return None
 
 
-def setup(cfg, ns, comm=None):
+def setup(cfg, ns, comm=None, in_process=None):
     """Device, communicator and run, with every setup error agreed across ranks. COMM: a communicator
-    to run on instead of --backend's (a whole run inside one process: `SelfCommunicator`).
+    to run on instead of --backend's (a whole run inside one process: `SelfCommunicator`, or an
+    elastic run's fault-tolerant one: then IN_PROCESS is False).
 
     A run that --overwrite true replaces is deleted only once this one has started: until then any
     error, Ctrl-C or stop signal puts it back."""
@@ -136,7 +137,7 @@ def setup(cfg, ns, comm=None):
     from dsgd.comm import Mixer, make_communicator
     from dsgd.device import DeviceError, check_gpu_sharing, device_identity, pick_device
     from dsgd.train import rundir
-    in_process = comm is not None
+    in_process = comm is not None if in_process is None else in_process
     error = None
     try:
         device = pick_device(cfg.run.device)
@@ -187,13 +188,17 @@ def start_run(cfg, ns, comm, mixer, device):
     out, run, error = Path(cfg.run.out), None, None
     try:
         from dsgd.train.loop import Run, check_worker_count
+        history = None
         if ns.resume:  # before building: a topology may not exist for the wrong number of workers
             _, _, manifest = find(ns.resume)
             if "world_size" in manifest and "workers_per_rank" in manifest:
                 check_worker_count(int(manifest["world_size"]), int(manifest["workers_per_rank"]), comm.size,
                                    cfg.run.workers_per_rank, cfg.run.resize)
+                same_workers = int(manifest["world_size"]) * int(manifest["workers_per_rank"]) == \
+                    comm.size * cfg.run.workers_per_rank
+                history = manifest.get("elastic") if same_workers else None  # --resize starts the data afresh
         out.mkdir(parents=True, exist_ok=True)
-        run = Run(cfg, mixer, out, device)
+        run = Run(cfg, mixer, out, device, history)
         if ns.resume:
             _, ckpt_dir, manifest = find(ns.resume)
             step, total = int(ckpt_dir.name.split("-")[-1]), run.plan.total_steps
@@ -244,7 +249,16 @@ def _main(argv: list[str] | None, comm=None) -> int:
     from dsgd.comm.mpi import CommTimeout
     from dsgd.train.loop import NonFiniteError
     in_process = comm is not None
-    comm, run, error = setup(cfg, ns, comm)
+    if cfg.run.elastic:  # refused at start where no rank could survive a lost one
+        if in_process:
+            return fail(rank, "--elastic needs ranks of their own, started by `mpirun --with-ft ulfm`, not a run "
+                              "inside one process")
+        from dsgd.elastic import elastic_communicator
+        try:
+            comm = elastic_communicator(cfg.run.backend)
+        except (ValueError, RuntimeError) as e:
+            return fail(rank, f"--elastic: {e}")
+    comm, run, error = setup(cfg, ns, comm, in_process)
     if error:
         return fail(comm.rank, error)
     if comm.rank == 0 and cfg.run.device == "auto" and run.device.type == "cpu":
@@ -284,12 +298,26 @@ def _main(argv: list[str] | None, comm=None) -> int:
     finally:
         run.stop.restore()
     run.log.close()
+    comm = run.comm  # the survivors' after a change of membership
     if comm.rank == 0 and row:
         print(f"final test accuracy {row['test_acc']:.4f} after {row['step']} steps; results in {out}/", flush=True)
+    if run.membership is not None and run.membership.changes and not in_process:
+        leave_after_failures()
     close = getattr(comm, "close", None)  # a transport with threads of its own ends them here, not at exit
     if close is not None:
         close()
     return 0
+
+
+def leave_after_failures() -> None:
+    """End a survivor of lost ranks now, its work written: Open MPI 5's MPI_Finalize may wait forever
+    after a failure (open-mpi/ompi#11404), so the exit skips it."""
+    import os
+    from dsgd.train.rundir import release_held_locks
+    release_held_locks()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def speaks_for_the_timeout(rank: int, size: int, silent: list | None) -> bool:

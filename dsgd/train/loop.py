@@ -12,12 +12,17 @@ from pathlib import Path
 
 import torch
 
-from dsgd.config import Config
+from dsgd.config import Config, ConfigError
+from dsgd.elastic import state as elastic_state
 from dsgd.data.partition import class_histogram
 from dsgd.device import pick_device
 from dsgd.train import build, rundir
 from dsgd.train.assemble import assemble
+from dsgd.data.rng import derive_seed
+from dsgd.data.samplers import make_sampler
+from dsgd.elastic.inject import die_if_due
 from dsgd.train.checkpointer import Checkpointer, check_worker_count  # noqa: F401 (the CLI checks it early)
+from dsgd.train.elastic import History, Membership
 from dsgd.train.evaluator import Evaluator, NonFiniteError
 from dsgd.train.heterogeneity import Heterogeneity
 from dsgd.train.metrics import Meters, RunLog
@@ -31,27 +36,77 @@ class Run:
     """One process's share of a run, built from the settings: the parts (dsgd.train.assemble), an
     evaluator and a checkpointer over them, and the loop."""
 
-    def __init__(self, cfg: Config, mixer, out: Path, device: torch.device | None = None):
+    def __init__(self, cfg: Config, mixer, out: Path, device: torch.device | None = None, history: dict | None = None):
+        """HISTORY: the changes of membership of the elastic run a resume continues (its checkpoint's)."""
         self.cfg, self.mixer, self.comm, self.out = cfg, mixer, mixer.comm, out
         r = cfg.run
         if r.threads:
             torch.set_num_threads(r.threads)
         self.device = pick_device(r.device) if device is None else device
-        p = self.parts = assemble(cfg, mixer, self.device)
+        self.history = History.from_dict(history) if history else None
+        p = self.parts = assemble(cfg, mixer, self.device, self.history)
+        if self.history is None and r.elastic:
+            self.history = History(p.plan.n_workers, p.plan.steps_per_epoch)
         self.train_set, self.test_set, self.plan, self.lr = p.train_set, p.test_set, p.plan, p.lr
-        self.rule, self.workers, self.engine, self.sampler = p.rule, p.workers, p.engine, p.sampler
+        self.rule, self.workers, self.engine = p.rule, p.workers, p.engine
         self.log = RunLog(out, self.comm.rank)
-        if p.parts is not None:
+        if self.history is not None and self.history.changes:
+            p.sampler, p.parts = self.history.data(self.fresh_data)
+        elif p.parts is not None:
             self._report_partition(out)
-        heterogeneity = Heterogeneity(p.train_set, p.parts, p.workers.workers, r.probe_samples, r.seed, self.device,
-                                      p.task) if build.heterogeneity_metrics(cfg) else None
         self.meters = Meters()
-        self.evaluator = Evaluator(cfg, p, mixer, self.log, self.meters, heterogeneity)
-        self.checkpoints = Checkpointer(cfg, p, self.comm, out, self.log, self.components(), self.stop_if_any_rank)
+        self.evaluator = Evaluator(cfg, p, mixer, self.log, self.meters)
+        self.rebuild_heterogeneity()
+        self.checkpoints = Checkpointer(cfg, p, self.comm, out, self.log, self.components(), self.stop_if_any_rank,
+                                        self.history)
         self.step = 0
         self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
         self.stop_signal = 0    # the signal the ranks agreed to stop on
         self.resumed = None     # a resume's record for resumes.jsonl (the CLI sets it after restore)
+        self.membership = None   # elastic: survives lost ranks
+        if r.elastic:
+            why = elastic_state.unsupported(self.rule)
+            if why is not None:
+                raise ConfigError(f"--elastic: {why.replace('overlap=False', '--overlap false')}")
+            self.membership = Membership(self)
+
+    # -- the parts a change of membership rebuilds ---------------------------------------------
+    def fresh_data(self, n_workers: int, key: int) -> tuple:
+        """(sampler, each worker's part or None) for N_WORKERS as a run would start them: key 0 the
+        run's own start, else the step at which an elastic run split its data again."""
+        cfg, r = self.cfg, self.cfg.run
+        start = key == 0
+        parts = build.partition(cfg, n_workers, self.train_set)
+        seed = r.seed if start else derive_seed(r.seed, "elastic", key)
+        spe = self.plan.steps_per_epoch if start else (cfg.data.steps_per_epoch or None)
+        return make_sampler(cfg.data.replacement, len(self.train_set), n_workers, r.batch_size, seed, spe,
+                            parts=parts), parts
+
+    def rebuild_heterogeneity(self) -> None:
+        p, r = self.parts, self.cfg.run
+        self.evaluator.heterogeneity = Heterogeneity(
+            p.train_set, p.parts, p.workers.workers, r.probe_samples, r.seed, self.device,
+            p.task) if build.heterogeneity_metrics(self.cfg) else None
+
+    def adopt_world(self, comm, mixer) -> None:
+        """Everything that talks goes through COMM and MIXER from now on (the survivors' after a change)."""
+        self.comm, self.mixer = comm, mixer
+        self.evaluator.comm, self.evaluator.mixer = comm, mixer
+        self.checkpoints.comm = comm
+        self.checkpoints.components["mixer"] = mixer
+
+    def set_rule(self, rule) -> None:
+        self.rule = self.parts.rule = rule
+        self.checkpoints.components["rule"] = rule
+
+    def collective(self, part):
+        """PART() (a step, an evaluation, a checkpoint); in an elastic run redone on the survivors if a
+        rank dies during it. Returns what PART returned (its last time)."""
+        if self.membership is None:
+            return part()
+        out = []
+        self.membership.run(lambda: out.append(part()))
+        return out[-1]
 
     def _report_partition(self, out: Path) -> None:
         """partition.json / partition.png (rank 0) and one log line on the part sizes."""
@@ -76,6 +131,10 @@ class Run:
     def train_step(self, step: int) -> None:
         """One step of every local worker: gradients, the step's agreement, then the rule's step (an
         exchange it leaves in flight is the engine's, finished before anything reads the parameters)."""
+        self.collective(lambda: self._train_step(step))
+
+    def _train_step(self, step: int) -> None:
+        die_if_due("step", step)
         self.workers.set_lr(self.lr(step))
         t0 = time.perf_counter()
         loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
@@ -113,13 +172,13 @@ class Run:
 
     # -- evaluation and checkpoints ------------------------------------------------------------
     def evaluate(self, step: int) -> dict:
-        return self.evaluator(step, self.device)
+        return self.collective(lambda: self.evaluator(step, self.device))
 
     def meta(self) -> dict:
         return self.checkpoints.meta()
 
     def save(self) -> None:
-        self.checkpoints.save(self.step)
+        self.collective(lambda: self.checkpoints.save(self.step))
 
     def restore(self, resume: str) -> None:
         self.step = self.checkpoints.restore(resume)

@@ -79,6 +79,26 @@ class RunLog:
         self._t0 = time.time()
         self.rank_only(f"rank {rank} pid {os.getpid()} host {socket.gethostname()}")
 
+    def become(self, rank: int) -> None:
+        """This process is rank RANK now (an elastic run's survivors are numbered again): the new rank 0
+        takes over metrics.jsonl and TensorBoard, first dropping a last line torn by the lost rank 0."""
+        if rank == self.rank:
+            return
+        self.rank_only(f"now rank {rank} (was rank {self.rank})")
+        self.rank = rank
+        if rank == 0 and self._metrics is None:
+            path = self.out / METRICS
+            if path.is_file():
+                text = path.read_bytes()
+                if text and not text.endswith(b"\n"):
+                    write_atomically(path, text[:text.rfind(b"\n") + 1].decode(errors="replace"))
+            self._metrics = open(path, "a", buffering=1)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb_class = SummaryWriter
+            except ImportError:
+                pass
+
     def info(self, msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         self._rank_log.write(line + "\n")

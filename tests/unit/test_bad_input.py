@@ -161,6 +161,11 @@ CASES = [
     (["--algorithm", "csgd", "--compress", "top-k:ratio=-0.5,count=3"], "top-k: give ratio or count, not both"),
     (["--partition", "dirichlet:alpha=0.1,alpha=0.2"], "option 'alpha' given twice in partition spec"),
     (["--topology", "ring:seed=1,seed=2", "--workers-per-rank", "4"], "option 'seed' given twice in topology spec"),
+    (["--elastic", "true", "--backend", "torch"], "--elastic needs --backend mpi (MPI's fault-tolerant "
+                                                  "communicators); --backend torch cannot survive a lost rank"),
+    (["--elastic", "true"], "--elastic: elastic mode needs an MPI with fault tolerance (ULFM) turned on: start the "
+                            "job with `mpirun --with-ft ulfm` (Open MPI 5); this job was started without it"),
+    (["--lost-data", "keep"], "lost_data must be one of reassign, drop; got 'keep'"),
 ]
 
 
@@ -174,6 +179,14 @@ def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, capsys, flags, me
     assert err.startswith("dsgd.train: error: ")
     assert message.replace("{tmp}", str(tmp)) in err
     assert not (tmp / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_an_elastic_run_inside_one_process_is_refused(tmp_path, capsys):
+    from dsgd.comm import SelfCommunicator
+    assert main(FAST + ["--elastic", "true", "--out", str(tmp_path / "run")], comm=SelfCommunicator()) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("dsgd.train: error: --elastic needs ranks of their own, started by `mpirun --with-ft ulfm`, "
+                   "not a run inside one process")
 
 
 def test_corrupt_and_malicious_checkpoints_are_refused_without_running_code(tmp_path, capsys):
