@@ -224,6 +224,12 @@ class RunConfig:
     resize: bool = opt(False, "on --resume, continue with another number of workers than the checkpoint's: "
                        "workers that remain keep their state, new ones start from the average model; not "
                        "bit-exact (another split of the same workers needs no flag and is exact)")
+    straggler_rank: int = opt(-1, "slow this rank's compute down on purpose, to measure what the others wait for it "
+                              "(-1: none); see --straggler-delay", check=at_least(-1))
+    straggler_delay: float = opt(0.0, "seconds the --straggler-rank sleeps after computing its gradients, every step",
+                                 check=at_least(0))
+    straggler_random: bool = opt(False, "draw each step's delay uniformly from [0, 2 x --straggler-delay] (seeded by "
+                                 "--seed and the step) instead of a fixed delay")
     elastic: bool = opt(False, "survive lost ranks: when a rank dies, the survivors shrink the job to themselves, "
                         "rebuild the graph and the rule's state and go on without a restart (needs --backend mpi "
                         "started as `mpirun --with-ft ulfm`; docs/elastic.md)")

@@ -44,6 +44,8 @@ def check(cfg: Config, world_size: int) -> None:
                           f"= {n * r.batch_size}")
     if r.physical_batch_size and r.batch_size % r.physical_batch_size:
         raise ConfigError(f"physical-batch-size {r.physical_batch_size} must divide batch-size {r.batch_size}")
+    if r.straggler_rank >= world_size:
+        raise ConfigError(f"--straggler-rank {r.straggler_rank} is not a rank of this job (ranks 0..{world_size - 1})")
     if r.elastic and r.backend != "mpi":
         raise ConfigError(f"--elastic needs --backend mpi (MPI's fault-tolerant communicators); --backend "
                           f"{r.backend} cannot survive a lost rank")

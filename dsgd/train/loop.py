@@ -18,7 +18,7 @@ from dsgd.data.partition import class_histogram
 from dsgd.device import pick_device
 from dsgd.train import build, rundir
 from dsgd.train.assemble import assemble
-from dsgd.data.rng import derive_seed
+from dsgd.data.rng import derive_seed, generator
 from dsgd.data.samplers import make_sampler
 from dsgd.elastic.inject import die_if_due
 from dsgd.train.checkpointer import Checkpointer, check_worker_count  # noqa: F401 (the CLI checks it early)
@@ -30,6 +30,17 @@ from dsgd.train.partition_report import write_partition
 from dsgd.train.preempt import Preempted
 
 __all__ = ["NonFiniteError", "Run", "check_worker_count"]
+
+
+def straggler(cfg: Config, rank: int):
+    """step -> the seconds this rank waits after its gradients (--straggler-*), or None when it is not the
+    straggler: a slow rank made on purpose, so that the lab can measure who waits for it."""
+    r = cfg.run
+    if rank != r.straggler_rank or r.straggler_delay <= 0:
+        return None
+    if not r.straggler_random:
+        return lambda step: r.straggler_delay
+    return lambda step: 2 * r.straggler_delay * float(torch.rand((), generator=generator(r.seed, "straggler", step)))
 
 
 class Run:
@@ -63,6 +74,7 @@ class Run:
         self.stop = None        # a StopSignal when the run may be stopped by signals (the CLI installs one)
         self.stop_signal = 0    # the signal the ranks agreed to stop on
         self.resumed = None     # a resume's record for resumes.jsonl (the CLI sets it after restore)
+        self.straggle = straggler(cfg, self.comm.rank)   # step -> seconds this rank sleeps, or None
         self.membership = None   # elastic: survives lost ranks
         if r.elastic:
             why = elastic_state.unsupported(self.rule)
@@ -138,6 +150,8 @@ class Run:
         self.workers.set_lr(self.lr(step))
         t0 = time.perf_counter()
         loss_sum, correct, seen = self.workers.compute_grads(self.batch_of(step), self.cfg.run.physical_batch_size)
+        if self.straggle is not None:
+            time.sleep(self.straggle(step))
         self.meters.compute_s += time.perf_counter() - t0
         self.agree_step(not math.isfinite(loss_sum), f"loss is not finite at step {step}")
         self.meters.add_batch(loss_sum, correct, seen)
