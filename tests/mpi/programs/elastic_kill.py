@@ -2,9 +2,10 @@
 
     mpirun --with-ft ulfm -np 4 python -m mpi4py elastic_kill.py --kill 2@5,0@8 --stamp /tmp/kill
 
-Five rules (D-SGD with momentum, gradient tracking, push-sum, CHOCO, C-SGD) train side by side, each in
-its own elastic world, on a least-squares problem; rank R kills itself (SIGKILL) at the start of
-step S for each R@S of --kill (ranks as numbered at the job's start). Each survivor then checks,
+Every rule (elastic_reference.cases(): D-SGD, gradient tracking, push-sum, CHOCO, C-SGD, exact
+diffusion, D^2, QGM, DiLoCo, gossip DiLoCo, streaming DiLoCo, SPARTA, compressed local SGD,
+PowerSGD, QSR) trains side by side, each in its own elastic world, on a least-squares problem;
+rank R kills itself (SIGKILL) at the start of step S for each R@S of --kill (ranks as numbered at the job's start). Each survivor then checks,
 for every rule: one membership change per kill (its step, the rank and workers lost as numbered
 then, the new n), its workers' parameters against elastic_reference.py (the same changes made by
 hand in one process), and the seconds from each kill to the end of the redone step.
@@ -22,7 +23,7 @@ from mpi4py import MPI
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import elastic_reference as ref  # noqa: E402
 import dsgd  # noqa: E402
-from elastic_reference import LeastSquares, lsq  # noqa: E402
+from elastic_reference import lsq  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--workers-per-rank", type=int, default=2)
@@ -48,7 +49,7 @@ def expected_changes():
 runs = {}
 for name, (make, momentum, before, _) in ref.cases().items():
     world = dsgd.start("mpi", workers_per_rank=K, elastic=True)
-    models = [LeastSquares(problem, world.first_worker + k) for k in range(K)]
+    models = [ref.model(name)(problem, world.first_worker + k) for k in range(K)]
     runs[name] = (ref.wrap(world, models, momentum, make(before)), models)
 
 redone = {}
