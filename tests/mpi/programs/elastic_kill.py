@@ -5,10 +5,11 @@
 Every rule (elastic_reference.cases(): D-SGD, gradient tracking, push-sum, CHOCO, C-SGD, exact
 diffusion, D^2, QGM, DiLoCo, gossip DiLoCo, streaming DiLoCo, SPARTA, compressed local SGD,
 PowerSGD, QSR) trains side by side, each in its own elastic world, on a least-squares problem;
-rank R kills itself (SIGKILL) at the start of step S for each R@S of --kill (ranks as numbered at the job's start). Each survivor then checks,
-for every rule: one membership change per kill (its step, the rank and workers lost as numbered
-then, the new n), its workers' parameters against elastic_reference.py (the same changes made by
-hand in one process), and the seconds from each kill to the end of the redone step.
+rank R kills itself (SIGKILL) at the start of step S for each R@S of --kill (ranks as numbered at
+the job's start). Each survivor then checks, for every rule: one membership change per kill (its
+step, the rank and workers lost as numbered then, the new n), its workers' parameters against
+elastic_reference.py (the same changes made by hand in one process), and the seconds from each
+kill to the end of the redone step.
 """
 import argparse
 import os
