@@ -116,3 +116,21 @@ class Stragglers:
     @property
     def active(self) -> bool:
         return self.sigma > 0 or (self.prob > 0 and self.slowdown > 1)
+
+
+@dataclass(frozen=True)
+class SlowRank:
+    """One rank slowed on purpose, as the trainer's --straggler-rank / --straggler-delay do it: RANK
+    adds DELAY_S seconds to its compute every step, or with RANDOM a uniform draw from [0, 2 delay_s]
+    (mean delay_s) from numpy's default_rng(SEED) (not the trainer's draws: the same law, other values).
+    """
+    rank: int
+    delay_s: float
+    random: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.rank, bool) or int(self.rank) != self.rank or self.rank < 0:
+            raise ValueError(f"slow rank must be an integer >= 0, got {self.rank!r}")
+        object.__setattr__(self, "rank", int(self.rank))
+        object.__setattr__(self, "delay_s", _check("straggler delay (s)", self.delay_s, low=0.0, strict=False))

@@ -18,7 +18,7 @@ import numpy as np
 import topologies
 
 from . import timeline
-from .cluster import INTER, Cluster, Stragglers
+from .cluster import INTER, Cluster, SlowRank, Stragglers
 from .traffic import (allreduce_bytes_per_rank, plan_kind, rank_plans, ring_allreduce_seconds, sparse_seconds,
                       traffic)
 
@@ -103,7 +103,8 @@ def _price_matrix(plans: list, cluster: Cluster, model_bytes: float) -> tuple:
 
 
 def predict_step(algorithm: str, cluster: Cluster, model_bytes: float, compute_s: float,
-                 stragglers: Stragglers = Stragglers(), steps: int = DEFAULT_STEPS) -> StepCost:
+                 stragglers: Stragglers = Stragglers(), steps: int = DEFAULT_STEPS,
+                 slow: SlowRank | None = None) -> StepCost:
     """Predicted seconds per step of ALGORITHM (see the module docstring) on CLUSTER.
 
     Args:
@@ -111,6 +112,9 @@ def predict_step(algorithm: str, cluster: Cluster, model_bytes: float, compute_s
         compute_s: a rank's forward, backward and update time for one step (its K workers), >= 0.
         stragglers: how compute times vary; none by default.
         steps: steps simulated, rounded up to whole periods.
+        slow: one rank slowed by a delay per step (the trainer's --straggler-rank), on top of STRAGGLERS.
+            The others then wait for it as the recursion of timeline.py says: an allreduce step for the
+            slowest rank, a gossip step for the slowest in-neighbour (so a delay spreads one hop per step).
     """
     if not model_bytes > 0 or not math.isfinite(model_bytes):
         raise ValueError(f"model size must be a finite number of bytes > 0, got {model_bytes:g}")
@@ -122,6 +126,8 @@ def predict_step(algorithm: str, cluster: Cluster, model_bytes: float, compute_s
     total = math.ceil(max(steps, 1) / schedule.period) * schedule.period
     cycle = [priced[t % schedule.period] for t in range(total)]
     compute = timeline.draw_compute(stragglers, compute_s, total, cluster.size)
+    if slow is not None:
+        compute = timeline.add_slow_rank(compute, slow)
     comm = np.array([p[1] for p in cycle])
     finish = timeline.finish_times(compute, comm, [p[2] for p in cycle])
     kinds = tuple(dict.fromkeys(p[0] for p in priced))

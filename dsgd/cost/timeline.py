@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .cluster import Stragglers
+from .cluster import SlowRank, Stragglers
 
 EVERYONE = None  # waits entry of an allreduce step: every rank waits for every rank
 
@@ -36,6 +36,20 @@ def draw_compute(stragglers: Stragglers, compute_s: float, steps: int, size: int
     u = rng.random((steps, size))
     jitter = np.exp(stragglers.sigma * z - stragglers.sigma ** 2 / 2)
     return compute_s * jitter * np.where(u < stragglers.prob, stragglers.slowdown, 1.0)
+
+
+def add_slow_rank(compute: np.ndarray, slow: SlowRank) -> np.ndarray:
+    """COMPUTE (steps, size) with SLOW's delay added to its rank's column: delay_s every step, or a
+    uniform draw from [0, 2 delay_s] per step (numpy default_rng(seed).uniform)."""
+    steps, size = compute.shape
+    if not slow.rank < size:
+        raise ValueError(f"slow rank {slow.rank} is not below the {size} ranks")
+    out = compute.copy()
+    if slow.random:
+        out[:, slow.rank] += np.random.default_rng(slow.seed).uniform(0.0, 2 * slow.delay_s, steps)
+    else:
+        out[:, slow.rank] += slow.delay_s
+    return out
 
 
 def finish_times(compute: np.ndarray, comm: np.ndarray, waits: Sequence[Optional[Sequence[tuple]]]) -> np.ndarray:
