@@ -52,10 +52,17 @@ def fault_spec(kills: list) -> str:
     return ",".join(f"{r}@{s}" if where == "step" else f"{r}@checkpoint:{s}" for r, where, s in kills)
 
 
+def epoch_steps(steps: int, workers: int, train_size: int = 60_000, batch: int = 32) -> int:
+    """The largest number of steps per epoch that divides STEPS and fits one pass over the training set."""
+    full = train_size // (workers * batch)
+    return max(d for d in range(1, min(steps, full) + 1) if steps % d == 0)
+
+
 def job_line(args, seed: int, kills: list, run_dir: Path) -> list:
     from dsgd import launcher
-    train = ["-m", "dsgd.train", *TRAIN, "--workers-per-rank", str(args.workers_per_rank), "--epochs", "1",
-             "--steps-per-epoch", str(args.steps), "--eval-every", str(args.eval_every), "--checkpoint-every",
+    spe = epoch_steps(args.steps, args.ranks * args.workers_per_rank)
+    train = ["-m", "dsgd.train", *TRAIN, "--workers-per-rank", str(args.workers_per_rank), "--epochs",
+             str(args.steps // spe), "--steps-per-epoch", str(spe), "--eval-every", str(args.eval_every), "--checkpoint-every",
              str(args.checkpoint_every), "--seed", str(seed), "--out", provenance.rel(run_dir)]
     line = launcher.mpirun_command(args.ranks, train, threads=1)
     line = [line[0], "--with-ft", "ulfm", *line[1:]]
