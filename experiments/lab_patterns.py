@@ -140,35 +140,33 @@ def train_row(name, rate, seed, run_dir, job, algorithm) -> dict:
             "curve": [[r["step"], r["wall_s"], r["test_acc"]] for r in rows if r.get("test_acc") is not None]}
 
 
-def run(args) -> dict:
+def run(args, save) -> dict:
+    """Every job, the short parts first; SAVE(result) after each job, so a run stopped early still
+    leaves what it measured (`report` then says what is missing)."""
     s, code, out = settings(args), provenance.commit(), Path(args.out)
-    result = {"settings": s, "train": [], "fp16": [], "mix": {}, "compress": {}, "straggler": []}
-    for seed in s["seeds"]:  # seeds outermost: a drift in the machine's load hits every configuration alike
-        for rate in s["rates"]:
-            for name, (slug, flags, algorithm) in CONFIGS.items():
-                run_dir = out / "train" / f"{rate}-{slug}-seed{seed}"
-                job = run_cell(train_line(rate, flags, seed, s, run_dir, args.timeout), run_dir, code, args.timeout,
-                               f"{name} at {rate}, seed {seed}")
-                result["train"].append(train_row(name, rate, seed, run_dir, job, algorithm))
+    result = {"settings": s, "train": [], "fp16": [], "mix": {}, "compress": {}, "straggler": [], "complete": False}
     seed = s["seeds"][0]
     for rate in s["rates"]:
-        name, slug, flags, algorithm = FP16
-        run_dir = out / "train" / f"{rate}-{slug}-seed{seed}"
-        job = run_cell(train_line(rate, flags, seed, s, run_dir, args.timeout), run_dir, code, args.timeout,
-                       f"{name} at {rate}, seed {seed}")
-        result["fp16"].append(train_row(name, rate, seed, run_dir, job, algorithm))
         run_dir = out / "calibrate" / rate
         mix = ["python", "-m", "dsgd.bench", "mix", "--json", "--numel", *map(str, s["mix_numel"]),
                "--topology", "ring", "complete", "--repeats", str(s["mix_repeats"]), "--warmup", "1"]
         job = run_cell(lab(rate, provenance.rel(run_dir), mix, args.timeout), run_dir, code, args.timeout,
                        f"mixing benchmark at {rate}")
         result["mix"][rate] = {"command": job["command"], "report": bench_json(run_dir, "mix")}
+        save(result)
         run_dir = out / "compress" / rate
         comp = ["python", "-m", "dsgd.bench", "compress", "--json", "--numel", *map(str, s["compress_numel"]),
                 "--codecs", "sign", "fp16", "--topology", "ring", "--repeats", str(s["compress_repeats"])]
         job = run_cell(lab(rate, provenance.rel(run_dir), comp, args.timeout), run_dir, code, args.timeout,
                        f"compression benchmark at {rate}")
         result["compress"][rate] = {"command": job["command"], "report": bench_json(run_dir, "compress")}
+        save(result)
+        name, slug, flags, algorithm = FP16
+        run_dir = out / "train" / f"{rate}-{slug}-seed{seed}"
+        job = run_cell(train_line(rate, flags, seed, s, run_dir, args.timeout), run_dir, code, args.timeout,
+                       f"{name} at {rate}, seed {seed}")
+        result["fp16"].append(train_row(name, rate, seed, run_dir, job, algorithm))
+        save(result)
     rate, steps = s["straggler_rate"], s["straggler_steps"]
     arms = {"none": [], "fixed": ["--straggler-rank", str(STRAGGLER_RANK), "--straggler-delay", str(args.delay)],
             "random": ["--straggler-rank", str(STRAGGLER_RANK), "--straggler-delay", str(args.delay),
@@ -182,6 +180,16 @@ def run(args) -> dict:
             row = train_row(name, rate, seed, run_dir, job, algorithm)
             row.update({"arm": arm, "delay_s": 0.0 if arm == "none" else args.delay, "random": arm == "random"})
             result["straggler"].append(row)
+            save(result)
+    for seed in s["seeds"]:  # seeds outermost: a drift in the machine's load hits every configuration alike
+        for rate in s["rates"]:
+            for name, (slug, flags, algorithm) in CONFIGS.items():
+                run_dir = out / "train" / f"{rate}-{slug}-seed{seed}"
+                job = run_cell(train_line(rate, flags, seed, s, run_dir, args.timeout), run_dir, code, args.timeout,
+                               f"{name} at {rate}, seed {seed}")
+                result["train"].append(train_row(name, rate, seed, run_dir, job, algorithm))
+                save(result)
+    result["complete"] = True
     return result
 
 
@@ -256,13 +264,13 @@ def choose_target(rows: list) -> float:
 def analyse(res: dict, target_arg) -> dict:
     rates = res["settings"]["rates"]
     links = {}
-    for rate in rates:
+    for rate in [r for r in rates if r in res["mix"]]:
         rep = res["mix"][rate]["report"]
         points = [{k: r[k] for k in ("kind", "numel", "dsgd_s", "raw_s", "bytes_sent_per_rank")} | {"topology": r.get("topology")}
                   for r in rep["results"] if r["kind"] in ("sparse", "average")]
         links[rate] = {"fitted": fit_link(points, rep["world_size"]),
                        "nominal": {"alpha_s": 50e-6, "beta_bytes_per_s": rate_bytes_per_s(rate)}}
-    target = target_arg if target_arg is not None else choose_target(res["train"])
+    target = target_arg if target_arg is not None else choose_target(res["train"] or res["fp16"])
     summary = []
     for rate in rates:
         for name in [*CONFIGS, FP16[0]]:
@@ -280,7 +288,8 @@ def analyse(res: dict, target_arg) -> dict:
             msg = message_bytes(group[0]["cost_algorithm"], s["dsgd_bytes_per_step"]["mean"])
             s["message_bytes"] = msg
             for which in ("nominal", "fitted"):  # nothing to price when nothing was sent (too few steps)
-                pred = predict_comm_ms(group[0]["cost_algorithm"], links[rate][which], msg) if msg > 0 else None
+                priced = msg > 0 and rate in links
+                pred = predict_comm_ms(group[0]["cost_algorithm"], links[rate][which], msg) if priced else None
                 s[f"predicted_comm_ms_{which}"] = pred
                 s[f"error_{which}"] = None if pred is None else (pred - s["comm_ms"]["mean"]) / s["comm_ms"]["mean"]
             summary.append(s)
@@ -293,14 +302,16 @@ def compressed(res: dict, summary: list) -> list:
     out = []
     for rate in res["settings"]["rates"]:
         cell = {s["config"]: s for s in summary if s["rate"] == rate}
-        dense = cell["D-SGD ring"]
+        dense = cell.get("D-SGD ring")
         for codec, name in (("sign", "CHOCO sign (ring)"), ("fp16", FP16[0])):
-            c = cell[name]
+            c = cell.get(name)
+            if dense is None or c is None:
+                continue
             out.append({"rate": rate, "codec": codec, "what": "CNN training (compute + comm per step)",
                         "numel": CNN_FLOATS, "step_ms": c["compute_ms"]["mean"] + c["comm_ms"]["mean"],
                         "dense_ms": dense["compute_ms"]["mean"] + dense["comm_ms"]["mean"],
                         "comm_ms": c["comm_ms"]["mean"], "dense_comm_ms": dense["comm_ms"]["mean"]})
-        for r in res["compress"][rate]["report"]["results"]:
+        for r in res["compress"].get(rate, {"report": {"results": []}})["report"]["results"]:
             out.append({"rate": rate, "codec": r["codec"], "what": f"mixing benchmark, {r['numel']:,} floats",
                         "numel": r["numel"], "step_ms": 1000 * r["step_s"], "dense_ms": 1000 * r["dense_step_s"],
                         "encode_ms": 1000 * r["encode_s"], "decode_ms": 1000 * r["decode_s"],
@@ -319,9 +330,11 @@ def stragglers(res: dict, links: dict) -> list:
     out = []
     for name, algorithm in STRAGGLER.items():
         rows = {r["arm"]: r for r in res["straggler"] if r["config"] == name}
-        base = rows["none"]
+        base = rows.get("none")
         for arm in ("fixed", "random"):
-            r = rows[arm]
+            r = rows.get(arm)
+            if base is None or r is None or r["rate"] not in links:
+                continue
             link = links[r["rate"]]["fitted"]
             inter = Link(link["alpha_s"], link["beta_bytes_per_s"])
             cluster = Cluster(nodes=HOSTS, ranks_per_node=1, intra=inter, inter=inter)
@@ -383,6 +396,8 @@ def verdicts(res: dict, a: dict) -> dict:
     lines = {"train": [], "cost": [], "compress": [], "straggler": []}
     for rate in res["settings"]["rates"]:
         cells = [s for s in a["summary"] if s["rate"] == rate and s["config"] in CONFIGS]
+        if not cells:
+            continue
         fast = min(cells, key=lambda s: s["step_ms"]["mean"])
         slow = max(cells, key=lambda s: s["step_ms"]["mean"])
         reached = [s for s in cells if s["time_to_target_s"] is not None]
@@ -475,14 +490,19 @@ def report(args, res: dict, meta: dict) -> None:
     load = meta["machine"]["load_average_at_start"]
     shared = ("The CPU was shared: other work ran on the machine during the measurement"
               if load[0] >= 2.5 else "The machine was otherwise quiet when it started")
-    first = next(r for r in res["train"])
+    first = (res["train"] or res["fp16"] or res["straggler"])[0]
+    seeds_done = sorted({r["seed"] for r in res["train"]})
+    missing = "" if res.get("complete", True) else (
+        f"**This run was stopped before its end** (the time it was given ran out); what it measured is below: "
+        f"the training grid has {len(res['train'])} of {len(CONFIGS) * len(s['rates']) * len(s['seeds'])} jobs "
+        f"(seeds {', '.join(map(str, seeds_done)) or 'none'} complete or partly done).")
     text = [
         f"# Communication patterns on the lab: {HOSTS} hosts x 1 rank at {' and '.join(s['rates'])}", "",
         f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared by "
         f"every host; 1/5/15-minute load average {load[0]:g} / {load[1]:g} / {load[2]:g} when it started). "
         f"{shared}, and every lab host runs on the same {meta['machine']['cpus']} cores, so compute per step is "
         f"inflated and varies; read `compute` beside `comm`. The whole run took {meta.get('wall_s', 0) / 60:.1f} "
-        "minutes.", "",
+        "minutes.", *(["", missing] if missing else []), "",
         f"Every job: `launch/dsgd-lab --hosts {HOSTS} --rate RATE` around `python -m dsgd.train` on Fashion-MNIST "
         f"with the small CNN ({CNN_FLOATS:,} parameters, {4 * CNN_FLOATS / 1e6:.2f} MB), batch 32 per worker, "
         f"lr 0.05, {s['steps']} steps, BatchNorm statistics averaged at evaluation (`--bn-batches 0`; re-estimating them takes seconds per evaluation here), evaluation every {s['eval_every']} steps on the first {s['eval_samples']} "
@@ -519,7 +539,8 @@ def report(args, res: dict, meta: dict) -> None:
         "settings). The benchmark rows are `dsgd.bench compress --topology ring --codecs sign fp16` under the lab: "
         "one CHOCO-style compressed exchange (encode, send, decode) against the dense ring mixing step, the "
         "slowest rank's median.", "", *comp, "", *v["compress"], "", "WHY_COMPRESS", "",
-        "## Commands", "", "```bash", meta["command"], "```", "",
+        "## Commands", "", "```bash", meta["command"], *([meta["report_command"]] if "report_command" in meta else []),
+        "```", "",
         "Each part's lab command is in results.json (`runs`), with every job's own command line."]
     why = Path(args.notes) if args.notes else None
     body = "\n".join(text) + "\n"
@@ -559,10 +580,13 @@ def main(argv=None) -> int:
     runs = Path(args.out) / "runs.json"
     if args.part in ("run", "all"):
         t0 = time.time()
-        res = run(args)
-        meta["wall_s"] = time.time() - t0
         runs.parent.mkdir(parents=True, exist_ok=True)
-        runs.write_text(json.dumps({"meta": meta, "result": res}, indent=1) + "\n")
+
+        def save(result):
+            meta["wall_s"] = time.time() - t0
+            runs.write_text(json.dumps({"meta": meta, "result": result}, indent=1) + "\n")
+        res = run(args, save)
+        save(res)
     else:  # the numbers keep the provenance of the run that made them
         saved = json.loads(runs.read_text())
         res, meta = saved["result"], {**saved["meta"], "report_command": command}
