@@ -33,7 +33,7 @@ def killed(tmp_path_factory):
     t0 = time.monotonic()
     try:
         res = launcher.execute(with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,0@8",
-                                           "--stamp", str(stamp)]), timeout=90, cwd=mpi_harness.REPO)
+                                           "--stamp", str(stamp)]), timeout=120, cwd=mpi_harness.REPO)
     except TimeoutError as e:
         raise AssertionError(str(e)) from None
     return res, time.monotonic() - t0
