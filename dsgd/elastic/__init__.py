@@ -7,11 +7,13 @@
 
 A failed step is redone on the survivors (dsgd.elastic.guard), over the same graph family rebuilt
 at the new number of workers or a ring (dsgd.elastic.topology), with each rule's state made
-consistent for the survivors (dsgd.elastic.state). docs/elastic.md has the whole story.
+consistent for the survivors (dsgd.elastic.state). With `dsgd.start(..., replace=True)` new processes
+take the lost ranks' places (dsgd.elastic.join). docs/elastic.md has the whole story.
 """
 from __future__ import annotations
 
 from .guard import ElasticGuard, MembershipChange
+from .join import MembershipJoin, leave
 from .state import register
 from .topology import rebuild as rebuild_topology
 
@@ -31,4 +33,5 @@ def elastic_communicator(backend: str):
     return MPICommunicator(ulfm.fault_tolerant_comm(MPI))
 
 
-__all__ = ["ElasticGuard", "MembershipChange", "elastic_communicator", "rebuild_topology", "register"]
+__all__ = ["ElasticGuard", "MembershipChange", "MembershipJoin", "elastic_communicator", "leave", "rebuild_topology",
+           "register"]

@@ -62,21 +62,28 @@ class ElasticGuard:
         why = state.unsupported(opt.rule)
         if why is not None:
             raise ValueError(why)
-        self.opt, self.changes = opt, []   # changes: MembershipChange, oldest first
+        self.opt, self.changes = opt, []   # changes: MembershipChange / MembershipJoin, oldest first
+        self.first_workers = opt.world.n_workers   # the n the rule was built for (a replacement builds it there too)
         self._snapshot = Snapshot()
+        self._lost = 0   # ranks lost since the last join: replacements owed (world.replace)
 
     def run(self, body: Callable[[], None]) -> None:
-        """BODY (one step of the rule) on every survivor, redone on the survivors after a failure."""
+        """BODY (one step of the rule) on every survivor, redone on the survivors after a failure;
+        with `replace`, replacements for the lost ranks join once the step is done (dsgd.elastic.join)."""
         opt = self.opt
         self._snapshot.save(opt)
         started = time.monotonic()
         while True:
             ok = self._attempt(lambda: (body(), opt.engine.finish_all()))
             if ulfm.agree(opt.world.comm.comm, ok):
-                return
+                break
             self._snapshot.restore(opt)
             self._recover(started)
             self._snapshot.save(opt)   # the restored values with the new rule's state: a second failure comes back here
+        if self._lost and getattr(opt.world, "replace", False):
+            from . import join
+            join.grow(self, self._lost)
+            self._lost = 0
 
     def _attempt(self, work) -> bool:
         """Run WORK; False when a peer's death interrupted it (after revoking the communicator, so
@@ -108,16 +115,23 @@ class ElasticGuard:
         change = MembershipChange(opt.steps, lost, tuple(r * K + k for r in lost for k in range(K)), before * K,
                                   world.n_workers, topology, fallback, time.monotonic() - started)
         self.changes.append(change)
+        self._lost += len(lost)
         if world.rank == 0:
             log.warning(change.line())
 
     def _shrink(self) -> List[int]:
         """Replace the world's communicator and mixer by the survivors'; their ranks in the old one."""
         from mpi4py import MPI
+        new, old_ranks = ulfm.shrink(MPI, self.opt.world.comm.comm)
+        self.use_communicator(new)
+        return old_ranks
+
+    def use_communicator(self, new) -> None:
+        """Run the world on NEW (an mpi4py communicator: the survivors', or the survivors' and the
+        replacements'): a new dsgd communicator and mixer whose counters go on from the old ones."""
         from dsgd.comm.mpi import MPICommunicator
         opt, world = self.opt, self.opt.world
         old = world.comm
-        new, old_ranks = ulfm.shrink(MPI, old.comm)
         comm = MPICommunicator(new, cuda_aware=old.cuda_aware, stage=old._force_stage, device_nbc=old.device_nbc)
         comm.stats = old.stats   # the traffic counters go on
         mixer = Mixer(comm, world.workers_per_rank)
@@ -125,4 +139,3 @@ class ElasticGuard:
         world.comm, world.mixer = comm, mixer
         opt.engine.mixer = mixer
         opt.workers.first_worker = world.first_worker
-        return old_ranks

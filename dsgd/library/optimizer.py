@@ -82,9 +82,11 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = {}, {}
         self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks = {}, {}
         self.workers = WorkerSet.of(models, optimizers, world.first_worker, bucket_bytes=bucket_bytes)
-        if broadcast:
+        joining = getattr(world, "joining", None)   # a replacement: the running job's state, not a start
+        if broadcast and joining is None:
             world.broadcast_([*self.workers.params, *self.workers.buffers])
-        self.rule = algorithm.build(world.n_workers, lambda: self._lr(0)) if isinstance(algorithm, Algorithm) \
+        n_rule = world.n_workers if joining is None else joining["first_workers"]  # the job resizes it to n
+        self.rule = algorithm.build(n_rule, lambda: self._lr(0)) if isinstance(algorithm, Algorithm) \
             else algorithm
         decay = {id(p): g.get("weight_decay", 0.0) for g in self.optimizer.param_groups for p in g["params"]}
         self.engine = WorkerEngine(world.mixer, self.workers, self._lr, mix_buffers, mix_optimizer_state,
@@ -99,6 +101,10 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         if getattr(world, "elastic", False):  # a lost rank: the survivors recover and redo the step (dsgd.elastic)
             from dsgd.elastic import ElasticGuard
             self._elastic = ElasticGuard(self)
+        if joining is not None:   # parameters, optimizer and rule state from a neighbour, the job's step
+            from dsgd.elastic import join
+            join.adopt(self, joining)
+            world.joining = None
 
     # torch.optim.Optimizer's attributes are the wrapped optimizer's (also after it loads a state_dict,
     # which replaces its lists)
@@ -142,7 +148,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
     @property
     def membership(self) -> list:
         """The changes of membership of an elastic world (`dsgd.elastic.MembershipChange`: step, lost
-        ranks and workers, the new n and topology), oldest first; empty otherwise."""
+        ranks and workers, the new n and topology; `dsgd.elastic.MembershipJoin` where replacements
+        joined), oldest first; empty otherwise."""
         return list(self._elastic.changes) if self._elastic is not None else []
 
     def _clipped_step(self, max_norm: float):

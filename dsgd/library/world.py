@@ -12,9 +12,13 @@ from dsgd.comm import Mixer, SelfCommunicator, make_communicator
 class World:
     """COMM (a dsgd communicator) and the workers each rank holds; worker i of the job is row
     i % workers_per_rank of rank i // workers_per_rank. An elastic world (`start(..., elastic=True)`)
-    may lose ranks: its optimizer then swaps in the survivors' communicator and mixer."""
+    may lose ranks: its optimizer then swaps in the survivors' communicator and mixer; with
+    `replace=True` new processes take the lost ranks' places (`joined` is True in those)."""
 
     elastic = False
+    replace = False   # replacements join after a loss (dsgd.elastic.join)
+    joining = None    # in a replacement, the job's state until its optimizer takes it
+    joined = False    # this process joined a running job as a replacement
 
     def __init__(self, comm, workers_per_rank: int = 1):
         if int(workers_per_rank) < 1:
@@ -70,17 +74,30 @@ class World:
             close()
 
 
-def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu", elastic: bool = False) -> World:
+def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu", elastic: bool = False,
+          replace: bool = False) -> World:
     """The world of this process: "mpi" (under mpirun; one rank alone without it), "torch"
     (torch.distributed under torchrun, gloo on the CPU, NCCL on a GPU), or "self" (every worker in
     this process: tests and notebooks, with workers_per_rank > 1).
 
     elastic: survive lost ranks (MPI under `mpirun --with-ft ulfm`; refused in one line otherwise):
-    the optimizer's steps go on over the survivors (docs/elastic.md)."""
+    the optimizer's steps go on over the survivors (docs/elastic.md).
+    replace: with elastic, the survivors start this script again once per lost rank (MPI's dynamic
+    processes) and the new processes join with their neighbour's state; in such a process this call
+    connects it to the running job (`world.joined`), and its optimizer starts at the job's step."""
+    if replace and not elastic:
+        raise ValueError("replace=True needs elastic=True: replacements join an elastic world")
     if elastic:
         from dsgd.elastic import elastic_communicator
-        world = World(elastic_communicator(backend), workers_per_rank)
-        world.elastic = True
+        joining = None
+        if replace:
+            from dsgd.elastic import join
+            comm, joining = join.connect(backend, int(workers_per_rank))
+        else:
+            comm = elastic_communicator(backend)
+        world = World(comm, workers_per_rank)
+        world.elastic, world.replace = True, bool(replace)
+        world.joining, world.joined = joining, joining is not None
         return world
     comm = SelfCommunicator() if backend == "self" else make_communicator(backend, torch.device(device))
     return World(comm, workers_per_rank)
