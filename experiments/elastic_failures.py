@@ -6,12 +6,17 @@ steps, against the same run without failures, over several seeds.
     python experiments/elastic_failures.py report [--out runs/elastic-failures] [--to docs/elastic-failures]
     python experiments/elastic_failures.py all --to docs/elastic-failures
     python experiments/elastic_failures.py all --quick       (2 ranks x 2 workers, one kill, a few steps)
+    ... --modes trainer replacements                          (the default: both)
 
 Question: what does losing workers mid-run cost in final accuracy, when the survivors go on without a
 restart (`--elastic true`, `--lost-data reassign`)? Each seed runs twice with the same settings:
 uninterrupted, and with `DSGD_FAULT` killing ranks (SIGKILL) at steps drawn from the seed, one of
 them while a checkpoint is written. Both runs use the elastic mode, so they differ only in the
-failures. A run is rerun unless its directory holds the same command at the same clean commit.
+failures. Two modes: `trainer` runs `python -m dsgd.train --elastic true` (the world shrinks; one
+kill comes while a checkpoint is written); `replacements` runs your-own-loop example
+examples/elastic_training.py with replacements on, so a new process takes each lost rank's place
+(every kill as a step starts). A run is rerun unless its directory holds the same command at the
+same clean commit.
 """
 from __future__ import annotations
 
@@ -32,7 +37,10 @@ import provenance  # noqa: E402
 TRAIN = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--algorithm", "dsgd",
          "--topology", "ring", "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--eval-samples", "2000",
          "--log-every", "1000", "--lost-data", "reassign", "--elastic", "true"]
-QUICK = {"ranks": 2, "workers_per_rank": 2, "kills": 1, "steps": 24, "seeds": [0]}
+QUICK = {"ranks": 2, "workers_per_rank": 2, "kills": 1, "steps": 24, "seeds": [0], "modes": ["trainer"]}
+MODES = ("trainer", "replacements")
+# the prterun settings under which a job survives its spawned processes' failures too (docs/elastic.md)
+REPLACEMENT_MCA = ["--prtemca", "state_base_recoverable", "1", "--prtemca", "state_base_notify_errors", "1"]
 
 
 def kills_for(seed: int, ranks: int, kills: int, steps: int, checkpoint_every: int) -> list:
@@ -71,27 +79,59 @@ def job_line(args, seed: int, kills: list, run_dir: Path) -> list:
     return line
 
 
+def replacement_line(args, seed: int, kills: list, run_dir: Path) -> list:
+    """The example loop with replacements on; every kill as a step starts (it has no checkpoints)."""
+    from dsgd import launcher
+    spec = ",".join(f"{r}@{s}" for r, _, s in kills)
+    example = ["examples/elastic_training.py", "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+               "--seed", str(seed), "--json", f"{provenance.rel(run_dir)}/result.json"]
+    if kills:
+        example += ["--kill", spec, "--replace"]
+    line = launcher.mpirun_command(args.ranks, example, threads=1)
+    return [line[0], "--with-ft", "ulfm", *REPLACEMENT_MCA, *line[1:]]
+
+
 def run(args) -> list:
     code, rows = provenance.commit(), []
-    for seed in args.seeds:
-        for failures in (False, True):
-            kills = kills_for(seed, args.ranks, args.kills, args.steps, args.checkpoint_every) if failures else []
-            run_dir = Path(args.out) / f"seed{seed}-{'failures' if failures else 'uninterrupted'}"
-            job, _ = provenance.run_job(job_line(args, seed, kills, run_dir), run_dir, code, args.timeout,
-                                        "elastic_failures.py", f"seed {seed}, {len(kills)} kill(s)")
-            rows.append(row(seed, kills, run_dir, job))
+    for mode in args.modes:
+        for seed in args.seeds:
+            for failures in (False, True):
+                kills = kills_for(seed, args.ranks, args.kills, args.steps, args.checkpoint_every) if failures else []
+                arm = "failures" if failures else "uninterrupted"
+                if mode == "trainer":
+                    run_dir = Path(args.out) / f"seed{seed}-{arm}"
+                    line = job_line(args, seed, kills, run_dir)
+                else:
+                    run_dir = Path(args.out) / f"replacements-seed{seed}-{arm}"
+                    line = replacement_line(args, seed, kills, run_dir)
+                job, _ = provenance.run_job(line, run_dir, code, args.timeout, "elastic_failures.py",
+                                            f"{mode}, seed {seed}, {len(kills)} kill(s)")
+                rows.append(row(seed, kills, run_dir, job) if mode == "trainer" else
+                            replacement_row(seed, kills, run_dir, job))
     return rows
+
+
+def replacement_row(seed: int, kills: list, run_dir: Path, job: dict) -> dict:
+    result = json.loads((run_dir / "result.json").read_text())
+    return {"mode": "replacements", "seed": seed, "failures": bool(kills),
+            "kills": [[r, "step", s] for r, _, s in kills], "command": job["command"],
+            "final_step": result["final_step"], "test_acc": result["test_acc"],
+            "curve": [[s, a] for s, a, _ in result["curve"]], "wall_s": result["wall_s"],
+            "changes": [{"kind": c["kind"], "step": c["step"], "workers_after": c["workers_after"],
+                         "recovered_s": c["seconds"]} for c in result["changes"]]}
 
 
 def row(seed: int, kills: list, run_dir: Path, job: dict) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in lines if "test_acc" in r]
     changes = [r for r in lines if r.get("event") == "membership"]
-    return {"seed": seed, "failures": bool(kills), "kills": [list(k) for k in kills], "command": job["command"],
+    return {"mode": "trainer", "seed": seed, "failures": bool(kills), "kills": [list(k) for k in kills],
+            "command": job["command"],
             "final_step": evals[-1]["step"], "test_acc": evals[-1]["test_acc"], "test_loss": evals[-1]["test_loss"],
             "curve": [[r["step"], r["test_acc"]] for r in evals], "wall_s": evals[-1]["wall_s"],
-            "changes": [{k: c[k] for k in ("step", "lost_ranks", "workers_before", "workers_after", "topology",
-                                           "recovered_s")} for c in changes]}
+            "changes": [{"kind": "MembershipChange", **{k: c[k] for k in (
+                "step", "lost_ranks", "workers_before", "workers_after", "topology", "recovered_s")}}
+                for c in changes]}
 
 
 def summarize(rows: list) -> dict:
@@ -101,9 +141,11 @@ def summarize(rows: list) -> dict:
         out["failures" if failures else "uninterrupted"] = {
             "runs": len(acc), "test_acc_mean": statistics.mean(acc),
             "test_acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0, "test_acc": acc}
-    recovered = [c["recovered_s"] for r in rows for c in r["changes"]]
-    out["recovered_s_max"] = max(recovered) if recovered else None
-    out["changes"] = len(recovered)
+    lost = [c["recovered_s"] for r in rows for c in r["changes"] if c.get("kind", "MembershipChange") == "MembershipChange"]
+    joined = [c["recovered_s"] for r in rows for c in r["changes"] if c.get("kind") == "MembershipJoin"]
+    out["recovered_s_max"] = max(lost) if lost else None
+    out["changes"] = len(lost)
+    out["joins"], out["join_s_max"] = len(joined), (max(joined) if joined else None)
     return out
 
 
@@ -113,8 +155,11 @@ def verdict(summary: dict, rows: list) -> list:
     spread = max(u["test_acc_std"], f["test_acc_std"])
     every = all(r["final_step"] == rows[0]["final_step"] for r in rows)
     lines = [f"Every run {'reached' if every else 'did NOT all reach'} its last step; the {summary['changes']} "
-             f"changes of membership were each recovered within {summary['recovered_s_max']:.2f} s of the failed "
-             f"step's start." if summary["recovered_s_max"] is not None else "No change of membership happened."]
+             f"losses were each recovered within {summary['recovered_s_max']:.2f} s of the failed step's start."
+             if summary["recovered_s_max"] is not None else "No rank was lost."]
+    if summary["joins"]:
+        lines.append(f"{summary['joins']} replacements joined, each within {summary['join_s_max']:.1f} s of its "
+                     f"spawn (mostly the new process's start-up), and the runs ended with every rank back.")
     if u["runs"] > 1:
         size = "within" if abs(gap) <= 2 * spread else "outside"
         lines.append(f"Final test accuracy: {f['test_acc_mean']:.4f} ± {f['test_acc_std']:.4f} with failures against "
@@ -126,58 +171,86 @@ def verdict(summary: dict, rows: list) -> list:
     return lines
 
 
-def plot(rows: list, path: Path) -> None:
+def plot(by_mode: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for failures, color in ((False, "tab:blue"), (True, "tab:red")):
-        group = [r for r in rows if r["failures"] == failures]
-        steps = [s for s, _ in group[0]["curve"]]
-        values = [[a for _, a in r["curve"]] for r in group]
-        mean = [statistics.mean(v) for v in zip(*values)]
-        ax.plot(steps, mean, color=color, label="with failures" if failures else "uninterrupted")
-        ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)], color=color,
-                        alpha=0.2)
-    for r in rows:
-        for c in r["changes"]:
-            ax.axvline(c["step"], color="tab:red", alpha=0.25, lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("test accuracy of the average model")
-    ax.set_title("elastic D-SGD (ring): mean and range over seeds; red lines: lost ranks")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(by_mode), figsize=(6.5 * len(by_mode), 4), squeeze=False)
+    for ax, (mode, rows) in zip(axes[0], by_mode.items()):
+        for failures, color in ((False, "tab:blue"), (True, "tab:red")):
+            group = [r for r in rows if r["failures"] == failures]
+            steps = [s for s, _ in group[0]["curve"]]
+            values = [[a for _, a in r["curve"]] for r in group]
+            ax.plot(steps, [statistics.mean(v) for v in zip(*values)], color=color,
+                    label="with failures" if failures else "uninterrupted")
+            ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)], color=color,
+                            alpha=0.2)
+        for r in rows:
+            for c in r["changes"]:
+                ax.axvline(c["step"], color="tab:red" if c.get("kind", "MembershipChange") == "MembershipChange"
+                           else "tab:green", alpha=0.25, lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("test accuracy of the average model")
+        ax.set_title(MODE_TITLES[mode], fontsize=9)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+MODE_TITLES = {"trainer": "python -m dsgd.train --elastic true (shrinks)\nred lines: lost ranks",
+               "replacements": "examples/elastic_training.py --replace\nred: lost ranks, green: replacements joined"}
+
+
+def table(rows: list, workers: int) -> list:
+    out = ["| seed | run | kills (rank@step) | workers at the end | final test acc | wall s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        kills = ", ".join(f"{k[0]}@{'checkpoint:' if k[1] == 'checkpoint' else ''}{k[2]}" for k in r["kills"]) or "none"
+        end = r["changes"][-1]["workers_after"] if r["changes"] else workers
+        out.append(f"| {r['seed']} | {'failures' if r['failures'] else 'uninterrupted'} | {kills} | {end} | "
+                   f"{r['test_acc']:.4f} | {r['wall_s']:.0f} |")
+    return out
+
+
 def report(args, rows: list, meta: dict) -> None:
     to = Path(args.to or args.out)
     to.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows)
-    (to / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1) + "\n")
-    plot(rows, to / "accuracy.png")
-    table = ["| seed | run | kills (rank@step) | workers at the end | final test acc | wall s |", "|---|---|---|---|---|---|"]
+    by_mode = {}
     for r in rows:
-        kills = ", ".join(f"{k[0]}@{'checkpoint:' if k[1] == 'checkpoint' else ''}{k[2]}" for k in r["kills"]) or "none"
-        end = r["changes"][-1]["workers_after"] if r["changes"] else meta["workers"]
-        table.append(f"| {r['seed']} | {'failures' if r['failures'] else 'uninterrupted'} | {kills} | {end} | "
-                     f"{r['test_acc']:.4f} | {r['wall_s']:.0f} |")
+        by_mode.setdefault(r.get("mode", "trainer"), []).append(r)
+    summaries = {mode: summarize(group) for mode, group in by_mode.items()}
+    (to / "results.json").write_text(json.dumps({"meta": meta, "summary": summaries, "runs": rows}, indent=1) + "\n")
+    plot(by_mode, to / "accuracy.png")
     text = [f"# Training through lost ranks: {meta['ranks']} ranks, {meta['kills']} killed per run", "",
             "Question: what does losing workers in the middle of a run cost in final accuracy, when the survivors go "
-            "on without a restart (`--elastic true`, the lost workers' data reassigned)?", "",
+            "on without a restart, and when new processes take the lost ranks' places?", "",
             f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared by "
-            f"all ranks; load average {meta['machine']['load_average_at_start'][0]:g} when it started). Fashion-MNIST, "
-            f"the small CNN, D-SGD on a ring with momentum, {meta['ranks']} ranks x {meta['workers_per_rank']} "
-            f"worker(s), {rows[0]['final_step']} steps. One failure run's command:", "", "```bash",
-            next(r["command"] for r in rows if r["failures"]), "```", "", *table, "", *verdict(summary, rows), "",
-            "![accuracy](accuracy.png)", "",
-            "Kills are SIGKILLs a rank sends itself (`DSGD_FAULT`, docs/elastic.md): as a training step starts, and "
-            "the last one while a checkpoint is written. Both arms run in elastic mode, so they differ only in "
-            "the failures. A replacement joining the run is not part of this experiment: the command-line trainer "
-            "only shrinks (docs/elastic.md, limits)."]
+            f"all ranks; load average {meta['machine']['load_average_at_start'][0]:g} when it started, so the wall "
+            f"times below are not speeds). Fashion-MNIST, the small CNN, D-SGD on a ring with momentum, "
+            f"{meta['ranks']} ranks x {meta['workers_per_rank']} worker(s), {rows[0]['final_step']} steps; ranks to "
+            f"kill and their steps drawn from each seed. Both arms of a mode run the same program in elastic mode, so "
+            f"they differ only in the failures."]
+    for earlier in meta.get("earlier", []):   # the other mode's runs came from an earlier invocation
+        text += ["", f"Earlier runs in this report: {provenance.provenance_line(earlier)}, load average "
+                     f"{earlier['machine']['load_average_at_start'][0]:g} when it started."]
+    printed = []
+    for mode, group in by_mode.items():
+        lines = verdict(summaries[mode], group)
+        heading = ("## The trainer: the world shrinks" if mode == "trainer" else
+                   "## Your own loop with replacements: the world grows back")
+        what = ("`python -m dsgd.train --elastic true --lost-data reassign`; the last kill of each run comes while a "
+                "checkpoint is written." if mode == "trainer" else
+                "`examples/elastic_training.py --replace`: after each loss the survivors start a new process, which "
+                "joins with its neighbour's state; the training set is split again over the workers at every change.")
+        cmd = next(r["command"] for r in group if r["failures"])
+        text += ["", heading, "", what, "One failure run's command:", "", "```bash", cmd, "```", "",
+                 *table(group, meta["workers"]), "", *lines]
+        printed += [heading, *table(group, meta["workers"]), *lines, ""]
+    text += ["", "![accuracy](accuracy.png)", "",
+             "Kills are SIGKILLs a rank sends itself (`DSGD_FAULT` in the trainer, `--kill` in the example; "
+             "docs/elastic.md)."]
     (to / "README.md").write_text("\n".join(text) + "\n")
-    print("\n".join(table + [""] + verdict(summary, rows)))
+    print("\n".join(printed))
     print(f"report in {provenance.rel(to)}/")
 
 
@@ -197,7 +270,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=480)
     ap.add_argument("--eval-every", type=int, default=0, help="default: an eighth of --steps")
     ap.add_argument("--checkpoint-every", type=int, default=0, help="default: an eighth of --steps")
-    ap.add_argument("--quick", action="store_true", help="2 ranks x 2 workers, one kill, 24 steps, one seed")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--quick", action="store_true", help="the trainer, 2 ranks x 2 workers, one kill, 24 steps, one seed")
     ap.add_argument("--out", default=str(REPO / "runs" / "elastic-failures"))
     ap.add_argument("--to", help="where README.md, results.json and the plot go (default: --out)")
     ap.add_argument("--timeout", type=float, default=900)
@@ -219,6 +293,11 @@ def main(argv=None) -> int:
         rows = run(args)
         meta["wall_s"] = time.time() - t0
         runs.parent.mkdir(parents=True, exist_ok=True)
+        if runs.is_file():   # rows of the other mode, from an earlier run of the script, stay
+            saved = json.loads(runs.read_text())
+            kept = [r for r in saved["rows"] if r.get("mode", "trainer") not in args.modes]
+            rows = kept + rows
+            meta = {**meta, "earlier": [saved["meta"], *saved["meta"].get("earlier", [])]} if kept else meta
         runs.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     else:
         saved = json.loads(runs.read_text())
