@@ -57,3 +57,26 @@ def test_the_byte_level_language_model_learns_the_text_and_rarer_averaging_sends
         loss[a], sent[a] = float(m.group(1)), int(m.group(2))
     assert all(v < 4.5 for v in loss.values()), loss
     assert sent["csgd"] > sent["local"] >= sent["qsr"] > 0, sent
+
+
+def test_your_own_elastic_loop_loses_a_rank_gets_a_replacement_and_still_learns(tmp_path):
+    """examples/elastic_training.py under `mpirun --with-ft ulfm` on 3 ranks: rank 1 dies as step 6
+    starts, the survivors redo it and start a new process, which joins with its neighbour's state."""
+    import json
+
+    from dsgd import launcher
+    line = mpi_harness.mpirun_command(3, [str(REPO / "examples" / "elastic_training.py"), "--steps", "24",
+                                          "--eval-every", "24", "--eval-samples", "500", "--kill", "1@6", "--replace",
+                                          "--json", str(tmp_path / "result.json")], threads=1)
+    line = [line[0], "--with-ft", "ulfm", "--prtemca", "state_base_recoverable", "1", "--prtemca",
+            "state_base_notify_errors", "1", *line[1:]]
+    try:
+        res = launcher.execute(line, timeout=240, cwd=REPO)
+    except TimeoutError as e:
+        raise AssertionError(f"the job hung: {e}") from None
+    assert res.returncode == 0, res.stdout[-4000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert [(c["kind"], c["step"], c["workers_after"]) for c in result["changes"]] == \
+        [("MembershipChange", 6, 2), ("MembershipJoin", 7, 3)]
+    assert result["final_step"] == 24 and result["curve"][-1][2] == 3   # three workers again at the end
+    assert result["test_acc"] > 0.5, result   # chance is 0.1
