@@ -88,11 +88,13 @@ def test_rules_averaged_by_allreduce_equal_the_reference_to_round_off(killed, ru
     assert verdict.startswith("parameters ") and "of the reference's" in verdict, res.stdout[-6000:]
 
 
-def test_the_overhead_benchmark_runs_and_reports_both_sides():
+def test_the_overhead_benchmark_reports_both_sides_and_the_time_from_a_kill_to_the_next_step():
     res = launcher.execute(with_ft(2, ["-m", "dsgd.bench", "elastic", "--topology", "complete", "--repeats", "3",
-                                       "--warmup", "1", "--json"]),
+                                       "--warmup", "1", "--kill", "--json"]),
                            timeout=90, cwd=mpi_harness.REPO)
     assert res.returncode == 0, res.stdout[-3000:]
     report = json.loads(next(x for x in res.stdout.splitlines() if x.startswith("{")))
     assert report["benchmark"] == "elastic" and report["ranks"] == 2 and report["repeats"] == 3
     assert report["plain_s"] > 0 and report["elastic_s"] > 0 and report["ratio"] > 0
+    assert report["workers_after_kill"] == 1
+    assert 0 < report["recovery_s"] <= report["kill_to_next_step_s"] < 10
