@@ -82,8 +82,8 @@ class ElasticGuard:
             self._snapshot.save(opt)   # the restored values with the new rule's state: a second failure comes back here
         if self._lost and getattr(opt.world, "replace", False):
             from . import join
-            join.grow(self, self._lost)
-            self._lost = 0
+            lost, self._lost = self._lost, 0   # a rank lost during the join counts again (join._resize_and_record)
+            join.grow(self, lost)
 
     def _attempt(self, work) -> bool:
         """Run WORK; False when a peer's death interrupted it (after revoking the communicator, so

@@ -74,7 +74,8 @@ class MembershipJoin:
 
 
 class JoinFailed(RuntimeError):
-    """A rank was lost while replacements joined: the job cannot go on (docs/elastic.md, limits)."""
+    """A rank was lost while replacements were started, before they were connected to the job: the
+    job cannot go on (docs/elastic.md, limits)."""
 
 
 def _cpu_copies(obj):
@@ -161,7 +162,8 @@ def connect(backend: str, workers_per_rank: int):
 
 def grow(guard, count: int) -> None:
     """On the survivors (after a redone step): start COUNT replacements, send them the state of the
-    last survivor, rebuild the rule at the grown n, and record the join."""
+    last survivor, rebuild the rule at the grown n, and record the join (or, when a rank is lost
+    meanwhile, the loss: `_resize_and_record`)."""
     from mpi4py import MPI
     opt, world = guard.opt, guard.opt.world
     started = time.monotonic()
@@ -173,29 +175,33 @@ def grow(guard, count: int) -> None:
         ulfm.connect(MPI, merged, before)
         if not ulfm.agree(merged, True):
             raise JoinFailed(f"elastic: step {opt.steps}: a rank was lost while {count} replacement(s) joined")
-        source = before - 1
-        if world.rank == source:
-            bundle = dumps({"format": BUNDLE_FORMAT, "workers_per_rank": K, "first_workers": guard.first_workers,
-                            "steps": opt.steps, "rule": type(opt.rule).__name__, "schedule": opt.rule.schedule,
-                            "rule_state": _cpu_copies(opt.rule.state_dict()),
-                            "workers": _cpu_copies(opt.workers.state_dict()), "changes": list(guard.changes),
-                            "source": source})
-            for j in range(before, merged.Get_size()):
-                merged.send(bundle, dest=j, tag=BUNDLE_TAG)
-        guard.use_communicator(merged)
-        _resize_and_record(guard, before, source, started, opt.steps)
-    except Exception as e:  # noqa: BLE001 - a lost rank here ends the job, in one line
+    except Exception as e:  # noqa: BLE001 - a lost rank before the grown communicator exists ends the job
         if isinstance(e, JoinFailed) or not ulfm.is_process_failure(e, world.comm.comm):
             raise
-        raise JoinFailed(f"elastic: step {opt.steps}: a rank was lost while {count} replacement(s) joined "
-                         f"({e}); a failure during a join is not survived") from e
+        raise JoinFailed(f"elastic: step {opt.steps}: a rank was lost while {count} replacement(s) were started "
+                         f"({e}); a failure before the new processes are connected is not survived") from e
+    source = before - 1
+    bundle = None
+    if world.rank == source:
+        bundle = dumps({"format": BUNDLE_FORMAT, "workers_per_rank": K, "first_workers": guard.first_workers,
+                        "steps": opt.steps, "rule": type(opt.rule).__name__, "schedule": opt.rule.schedule,
+                        "rule_state": _cpu_copies(opt.rule.state_dict()),
+                        "workers": _cpu_copies(opt.workers.state_dict()), "changes": list(guard.changes),
+                        "source": source})
+    guard.use_communicator(merged)
+
+    def send() -> None:
+        if bundle is not None:
+            for j in range(before, merged.Get_size()):
+                merged.send(bundle, dest=j, tag=BUNDLE_TAG)
+    _resize_and_record(guard, before, source, started, first=send)
 
 
 @torch.no_grad()
 def adopt(opt, bundle: dict) -> None:
     """In a replacement, while its DecentralizedOptimizer is built: take the neighbour's state (the
-    rule OPT holds was built for the job's first n, of the same kind as the job's), resize the rule
-    to the grown n with the survivors, and take the job's step count and history."""
+    rule OPT holds was built for the job's first n, of the same kind as the job's), the job's step
+    count and history, and resize the rule to the grown n with the survivors."""
     guard, world = opt._elastic, opt.world
     if type(opt.rule).__name__ != bundle["rule"]:
         raise ValueError(f"this replacement built {type(opt.rule).__name__}, the job runs {bundle['rule']}: "
@@ -207,32 +213,30 @@ def adopt(opt, bundle: dict) -> None:
     opt.rule.load_state_dict(bundle["rule_state"])
     opt.rule.schedule = bundle["schedule"]   # the survivors' schedule: both sides resize the same one
     guard.first_workers = bundle["first_workers"]
-    before = bundle["source"] + 1
-    try:
-        _resize_and_record(guard, before, bundle["source"], bundle["started"], int(bundle["steps"]),
-                           history=bundle["changes"])
-    except Exception as e:  # noqa: BLE001
-        if isinstance(e, JoinFailed) or not ulfm.is_process_failure(e, world.comm.comm):
-            raise
-        raise JoinFailed(f"elastic: a rank was lost while this process joined the job ({e})") from e
+    guard.changes[:] = list(bundle["changes"])
     opt.steps = int(bundle["steps"])
+    _resize_and_record(guard, bundle["source"] + 1, bundle["source"], bundle["started"])
 
 
-def _resize_and_record(guard, before: int, source: int, started: float, step: int, history=None) -> None:
-    """Every rank of the grown world: the rule at the grown n (the same schedule on every rank, so
-    the same graph), an agreement that it worked, the record of the join at STEP (after HISTORY, the
-    job's earlier changes, in a replacement) and its log line (rank 0)."""
+def _resize_and_record(guard, before: int, source: int, started: float, first=None) -> None:
+    """Every rank of the grown world (BEFORE ranks and the new ones): FIRST (the source sends the
+    state), the rule at the grown n (the same schedule on every rank, so the same graph), an
+    agreement that it worked, the record of the join and its log line (rank 0). A rank lost here,
+    once the grown communicator exists, is a loss like any other: the ranks left shrink and resize
+    as at a failed step (ElasticGuard._recover), and the next step starts replacements again; a
+    replacement that survives it goes on as a member."""
     opt, world = guard.opt, guard.opt.world
     K = world.workers_per_rank
-    rule, topology, fallback = state.resize(opt.rule, world.n_workers, opt.engine)
-    if not ulfm.agree(world.comm.comm, True):
-        raise JoinFailed(f"elastic: step {opt.steps}: a rank was lost while replacement(s) joined")
-    opt.rule = rule
+    built: list = []
+    ok = guard._attempt(lambda: (first is not None and first(),
+                                 built.append(state.resize(opt.rule, world.n_workers, opt.engine))))
+    if not ulfm.agree(world.comm.comm, ok):
+        guard._recover(started)
+        return
+    opt.rule, topology, fallback = built[0]
     joined = tuple(range(before, world.size))
-    record = MembershipJoin(step, joined, tuple(r * K + k for r in joined for k in range(K)), before * K,
+    record = MembershipJoin(opt.steps, joined, tuple(r * K + k for r in joined for k in range(K)), before * K,
                             world.n_workers, topology, fallback, source, time.monotonic() - started)
-    if history is not None:
-        guard.changes[:] = list(history)
     guard.changes.append(record)
     if world.rank == 0:
         log.warning(record.line())
