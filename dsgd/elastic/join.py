@@ -170,7 +170,16 @@ def grow(guard, count: int) -> None:
     before, K = world.size, world.workers_per_rank
     try:
         command, args = replacement_command()
-        inter = ulfm.spawn(MPI, world.comm.comm, count, command, args)
+        try:
+            inter = ulfm.spawn(MPI, world.comm.comm, count, command, args)
+        except MPI.Exception as e:   # the launcher refused (every survivor hears it): go on without
+            if ulfm.is_process_failure(e, world.comm.comm):
+                raise
+            if world.rank == 0:
+                log.warning(f"elastic: step {opt.steps}: no replacement could be started ({e}; the launcher "
+                            f"needs a free slot for each, the lost ranks' are not given back); going on with "
+                            f"{world.n_workers} workers")
+            return
         merged = ulfm.merge(MPI, inter, joining=False)
         ulfm.connect(MPI, merged, before)
         if not ulfm.agree(merged, True):

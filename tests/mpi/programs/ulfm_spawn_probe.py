@@ -73,6 +73,15 @@ def connect(comm, first_new):
     MPI.Request.Waitall(reqs)
 
 
+def settle(comm):
+    """A barrier after the merge; a process that passed it may already be dying (the next phase
+    notices), so an error here is not one."""
+    try:
+        comm.Barrier()
+    except MPI.Exception as e:
+        say("barrier after the merge:", e.Get_error_string())
+
+
 def grow(comm, generation):
     t = time.monotonic()
     inter = comm.Spawn(sys.executable, sys.orig_argv[1:], maxprocs=1, root=0)
@@ -84,7 +93,7 @@ def grow(comm, generation):
     inter.Free()
     if not args.no_connect:
         connect(merged, comm.Get_size())
-    merged.Barrier()
+    settle(merged)
     if merged.Get_rank() == 0:
         say(f"spawned g{generation} and merged: {merged.Get_size()} processes, {time.monotonic() - t:.2f}s")
     return merged
@@ -108,7 +117,7 @@ else:
     parent.Free()
     if not args.no_connect:
         connect(comm, first_new)
-    comm.Barrier()
+    settle(comm)
     say(f"joined as rank {comm.Get_rank()} of {comm.Get_size()}")
     first = generation + 1
 for k in range(first, len(victims) + 1):
