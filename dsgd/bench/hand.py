@@ -2,19 +2,39 @@
 
     mpirun -np 4 --oversubscribe python -m dsgd.bench hand --json
 
-Per (topology, numel), every rank holds one float32 row. Three things are timed, alternating in
-every repetition (dsgd, hand, exchange, dsgd, ...), each after a barrier, as the slowest rank's
-seconds; medians over repetitions:
+Per (topology, numel), every rank holds one float32 row. Seven things are timed, in an order that
+rotates every repetition, each after a barrier, as the slowest rank's seconds; medians over
+repetitions:
 
-  dsgd_s      Mixer.mix_ with the topology's step object, as the trainer runs it
-  hand_s      what a careful user writes: preallocated receive buffers, Irecv from every in-neighbour
-              and Isend to every out-neighbour, Waitall, then x *= W[i, i]; x += W[i, j] * r_j into a
-              preallocated temporary (numpy); for the all-1/n matrix Allreduce(IN_PLACE) then x /= n
-  exchange_s  the same messages (or Allreduce) without the arithmetic
+  dsgd_s        Mixer.mix_ with the topology's step object, as the trainer runs it, on a buffer
+                allocated as the trainer allocates its flat buffers (BucketLayout.allocate: on huge
+                pages when large, dsgd.comm.memory)
+  hand_s        the fastest (by median) of three hand-written steps, receive buffers preallocated,
+                Irecv from every in-neighbour and Isend to every out-neighbour, Waitall, then:
+                  in_place    float32 on numpy arrays (numpy puts arrays of 4 MiB and more on huge
+                              pages): x += r_j for each neighbour, then x /= (degree + 1) when the
+                              row's weights are equal (ring, exponential, one-peer), else x *= w_ii
+                              and x += w_ij * r_j through a preallocated temporary
+                  expression  the same arrays, x = (x + r_1 + r_2 + ...) / (degree + 1), or
+                              x = w_ii * x + sum_j w_ij * r_j: a new array each step
+                  float64_weights   this benchmark's reference until 2026-12-03: x *= W[i, i] and
+                              x += W[i, j] * r_j through a temporary with W's float64 entries (numpy
+                              then computes in float64 and casts back), on arrays from torch's
+                              allocator (4 KiB pages)
+                for the all-1/n matrix Allreduce(IN_PLACE) then x /= n (in place, x = x / n, or
+                x /= n on the 4 KiB-page array)
+  exchange_s    the same messages (or Allreduce) without the arithmetic, on the numpy arrays
+  exchange_small_pages_s   the same on the arrays from torch's allocator: what moving the same bytes
+                costs when the buffers are not on huge pages
+  dsgd_small_pages_s   dsgd's step on buffers from torch's allocator, its own receive buffers
+                included: the step as it ran before its buffers were put on huge pages
 
 hand_ratio = dsgd_s / hand_s is the target (<= 1.0); exchange_ratio = dsgd_s / exchange_s says how
-much of a step is the arithmetic. After the timing, one step of each is run from the same input and
-their results compared (max relative difference, reported).
+much of a step is the arithmetic; previous_ratio = dsgd_small_pages_s / float64_weights is what this
+benchmark reported before. After the timing, one step of each is run from the same input and
+the results compared (max relative difference to the in-place step, reported; dsgd sums its own
+term first, then the neighbours in ascending order, each with its weight, so the last bits may
+differ).
 """
 from __future__ import annotations
 
@@ -30,9 +50,10 @@ from mpi4py import MPI
 
 import topologies
 from dsgd.comm import Mixer, classify, make_communicator
+from dsgd.comm.memory import host_zeros, huge_pages
 
 from .common import load_average, now, positive
-from .reports import hand_row, profile_shares
+from .reports import HAND_COLUMNS, hand_row, profile_shares
 
 DEFAULT_NUMEL = (270_000, 11_000_000)
 DEFAULT_TOPOLOGIES = ("ring", "one-peer-exponential", "complete")
@@ -40,36 +61,82 @@ TAG = 4242
 
 
 class HandStep:
-    """The hand-written step for one rank and the topology's matrices."""
+    """The hand-written steps for one rank and the topology's matrices."""
 
     def __init__(self, comm, numel: int, topo):
         self.comm, self.rank, self.n = comm, comm.Get_rank(), comm.Get_size()
         matrices = [topo.W(t) for t in range(topo.period)]
         peers = sorted({int(j) for W in matrices for j in np.flatnonzero(W[self.rank]) if j != self.rank})
-        self.recv = {j: torch.zeros(numel).numpy() for j in peers}
-        self.tmp = torch.zeros(numel).numpy()
+        self.recv = {j: np.zeros(numel, dtype=np.float32) for j in peers}
+        self.tmp = np.zeros(numel, dtype=np.float32)
+        self.small_pages = {j: torch.zeros(numel).numpy() for j in peers}   # torch's allocator: 4 KiB pages
+        self.small_x = torch.zeros(numel).numpy()
+        self.small_tmp = torch.zeros(numel).numpy()
 
-    def exchange(self, W, x) -> list:
-        r = self.rank
+    def exchange(self, W, x, recv=None) -> list:
+        r, recv = self.rank, self.recv if recv is None else recv
         ins = [int(j) for j in np.flatnonzero(W[r]) if j != r]
         outs = [int(j) for j in np.flatnonzero(W[:, r]) if j != r]
-        reqs = [self.comm.Irecv(self.recv[j], source=j, tag=TAG) for j in ins]
+        reqs = [self.comm.Irecv(recv[j], source=j, tag=TAG) for j in ins]
         reqs += [self.comm.Isend(x, dest=j, tag=TAG) for j in outs]
         MPI.Request.Waitall(reqs)
         return ins
 
-    def __call__(self, W, x, arithmetic: bool = True) -> None:
+    def exchange_small_pages(self, W) -> None:
+        if classify(W) == "average":
+            self.comm.Allreduce(MPI.IN_PLACE, self.small_x, op=MPI.SUM)
+        else:
+            self.exchange(W, self.small_x, self.small_pages)
+
+    def in_place(self, W, x, arithmetic: bool = True) -> np.ndarray:
         if classify(W) == "average":
             self.comm.Allreduce(MPI.IN_PLACE, x, op=MPI.SUM)
             if arithmetic:
-                x /= self.n
-            return
+                np.divide(x, np.float32(self.n), out=x)
+            return x
         ins = self.exchange(W, x)
-        if arithmetic:
-            x *= W[self.rank, self.rank]
+        if not arithmetic:
+            return x
+        row = W[self.rank]
+        if np.all(row[ins] == row[self.rank]):
             for j in ins:
-                np.multiply(self.recv[j], W[self.rank, j], out=self.tmp)
-                x += self.tmp
+                np.add(x, self.recv[j], out=x)
+            np.divide(x, np.float32(len(ins) + 1), out=x)
+        else:
+            np.multiply(x, np.float32(row[self.rank]), out=x)
+            for j in ins:
+                np.multiply(self.recv[j], np.float32(row[j]), out=self.tmp)
+                np.add(x, self.tmp, out=x)
+        return x
+
+    def float64_weights(self, W, x) -> None:
+        """The former reference, on 4 KiB-page arrays: W's float64 weights, through a temporary."""
+        if classify(W) == "average":
+            self.comm.Allreduce(MPI.IN_PLACE, x, op=MPI.SUM)
+            x /= self.n
+            return
+        ins = self.exchange(W, x, self.small_pages)
+        x *= W[self.rank, self.rank]
+        for j in ins:
+            np.multiply(self.small_pages[j], W[self.rank, j], out=self.small_tmp)
+            x += self.small_tmp
+
+    def expression(self, W, x) -> np.ndarray:
+        """The step as one numpy expression: a new array (the caller keeps it for the next step)."""
+        if classify(W) == "average":
+            self.comm.Allreduce(MPI.IN_PLACE, x, op=MPI.SUM)
+            return x / np.float32(self.n)
+        ins = self.exchange(W, x)
+        row = W[self.rank]
+        if np.all(row[ins] == row[self.rank]):
+            total = x
+            for j in ins:
+                total = total + self.recv[j]
+            return total / np.float32(len(ins) + 1)
+        total = np.float32(row[self.rank]) * x
+        for j in ins:
+            total = total + np.float32(row[j]) * self.recv[j]
+        return total
 
 
 def timed(world, fn) -> float:
@@ -85,24 +152,52 @@ def measure(world, comm, raw_comm, spec: str, numel: int, warmup: int, repeats: 
     mixer = Mixer(comm, workers_per_rank=1)
     hand = HandStep(raw_comm, numel, topo)
     start = torch.empty(1, numel).normal_(generator=torch.Generator().manual_seed(rank))
-    x = start.clone()
-    y = start[0].clone().numpy()
-    times = np.zeros((repeats, 3))
+    x = host_zeros(1, numel)   # as BucketLayout.allocate gives the trainer its flat buffers
+    y = np.empty(numel, dtype=np.float32)
+    held = {"z": np.empty(numel, dtype=np.float32)}   # the expression's x: a new array every step
+    small = Mixer(comm, workers_per_rank=1)           # dsgd's step as before: every buffer from torch's allocator
+    x_small = torch.zeros(1, numel)
+    with huge_pages(False):
+        small.mix_([x_small], topo.step(0))           # allocates its receive buffers
+        if topo.period > 1:
+            small.mix_([x_small], topo.step(1))
+
+    def reset() -> None:  # keep values bounded, outside the clock
+        x.copy_(start)
+        x_small.copy_(start)
+        y[:] = start[0].numpy()
+        held["z"][:] = start[0].numpy()
+        hand.small_x[:] = start[0].numpy()
+
+    def expression(W) -> None:
+        held["z"] = hand.expression(W, held["z"])
+
+    times = np.zeros((repeats, len(HAND_COLUMNS)))
+    reset()
     for t in range(warmup + repeats):
         S, W = topo.step(t), topo.W(t)
-        row = (timed(world, lambda: mixer.mix_([x], S)), timed(world, lambda: hand(W, y)),
-               timed(world, lambda: hand(W, y, arithmetic=False)))
+        sides = [lambda: mixer.mix_([x], S), lambda: hand.in_place(W, y), lambda: expression(W),
+                 lambda: hand.float64_weights(W, hand.small_x), lambda: hand.in_place(W, y, arithmetic=False),
+                 lambda: hand.exchange_small_pages(W), lambda: small.mix_([x_small], S)]
+        row = [0.0] * len(sides)
+        for k in range(len(sides)):   # who goes first rotates: no side always runs on a cache the last one left
+            i = (t + k) % len(sides)
+            row[i] = timed(world, sides[i])
+            reset()
         if t >= warmup:
             times[t - warmup] = row
-        x.copy_(start)  # keep values bounded, outside the clock
-        y[:] = start[0].numpy()
     world.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
     S, W = topo.step(0), topo.W(0)
     mixer.mix_([x], S)
-    hand(W, y)
-    diff = np.array([float(np.max(np.abs(x[0].numpy() - y)) / max(float(np.max(np.abs(y))), 1e-30))])
+    small.mix_([x_small], S)
+    hand.in_place(W, y)
+    z = hand.expression(W, held["z"])
+    hand.float64_weights(W, hand.small_x)
+    scale = max(float(np.max(np.abs(y))), 1e-30)
+    diff = np.array([float(np.max(np.abs(other - y))) / scale
+                     for other in (x[0].numpy(), x_small[0].numpy(), z, hand.small_x)])
     world.Allreduce(MPI.IN_PLACE, diff, op=MPI.MAX)
-    return hand_row(spec, classify(W), numel, times, float(diff[0]), repeats)
+    return hand_row(spec, classify(W), numel, times, float(diff.max()), repeats)
 
 
 def profile(world, comm, spec: str, numel: int, steps: int, top: int = 8) -> list:
@@ -110,7 +205,7 @@ def profile(world, comm, spec: str, numel: int, steps: int, top: int = 8) -> lis
     functions by own time, over `steps` steps under cProfile."""
     topo = topologies.from_spec(spec, world.Get_size())
     mixer = Mixer(comm, workers_per_rank=1)
-    x = torch.zeros(1, numel)
+    x = host_zeros(1, numel)
     mixer.mix_([x], topo.step(0))
     prof = cProfile.Profile()
     prof.enable()

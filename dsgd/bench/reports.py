@@ -155,12 +155,24 @@ def peers_comparisons(names: list[str], times: np.ndarray) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------- hand
 
+HAND_COLUMNS = ("dsgd", "hand_in_place", "hand_expression", "hand_float64_weights", "exchange",
+                "exchange_small_pages", "dsgd_small_pages")
+HAND_FORMS = {"in_place": 1, "expression": 2, "float64_weights": 3}
+
+
 def hand_row(spec: str, kind: str, numel: int, times: np.ndarray, max_rel_diff: float, repeats: int) -> dict:
-    """One (topology, numel) result of `hand`. times: (repeats, 3) seconds of dsgd's step, the
-    hand-written step and its exchange alone, max over ranks."""
-    dsgd_s, hand_s, exchange_s = (float(v) for v in np.median(times, axis=0))
-    return {"topology": spec, "kind": kind, "numel": numel, "dsgd_s": dsgd_s, "hand_s": hand_s,
-            "exchange_s": exchange_s, "hand_ratio": dsgd_s / hand_s, "exchange_ratio": dsgd_s / exchange_s,
+    """One (topology, numel) result of `hand`. times: (repeats, 7) seconds, max over ranks, in the
+    order of HAND_COLUMNS: dsgd's step, the three hand-written steps, the exchange alone on the
+    hand-written step's arrays and on 4 KiB-page buffers, dsgd's step on 4 KiB-page buffers. The
+    reference (hand_s) is the fastest hand-written step by median."""
+    med = [float(v) for v in np.median(times, axis=0)]
+    forms = {name: med[i] for name, i in HAND_FORMS.items()}
+    form = min(forms, key=forms.get)
+    dsgd_s, hand_s, exchange_s, small_s, dsgd_small_s = med[0], forms[form], med[4], med[5], med[6]
+    return {"topology": spec, "kind": kind, "numel": numel, "dsgd_s": dsgd_s, "hand_s": hand_s, "hand_form": form,
+            "hand_forms_s": forms, "exchange_s": exchange_s, "exchange_small_pages_s": small_s,
+            "dsgd_small_pages_s": dsgd_small_s, "hand_ratio": dsgd_s / hand_s, "exchange_ratio": dsgd_s / exchange_s,
+            "small_pages_ratio": small_s / exchange_s, "previous_ratio": dsgd_small_s / forms["float64_weights"],
             "max_rel_diff": max_rel_diff, "repeats": repeats}
 
 

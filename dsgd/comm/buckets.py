@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from .memory import host_zeros
+
 DEFAULT_CAP_BYTES = 0  # 0: one bucket per (dtype, device); messages are large anyway
 
 
@@ -55,8 +57,8 @@ class BucketLayout:
                    for n, (dt, _) in zip(self.bucket_numel, self.bucket_keys))
 
     def allocate(self, replicas: int) -> list[torch.Tensor]:
-        """Zeroed (replicas, m) buffers, one per bucket."""
-        return [torch.zeros(replicas, n, dtype=dt, device=dev)
+        """Zeroed (replicas, m) buffers, one per bucket (large host ones on huge pages: dsgd.comm.memory)."""
+        return [host_zeros(replicas, n, dtype=dt, device=dev)
                 for n, (dt, dev) in zip(self.bucket_numel, self.bucket_keys)]
 
     def view(self, buffers: Sequence[torch.Tensor], k: int, index: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .base import Communicator, Done, Timer, mean_stats
+from .memory import Recycler, host_empty
 from .plan import MixPlan, make_plan
 from topologies.steps import is_step
 
@@ -189,6 +190,8 @@ class Mixer:
         # parameters with overlap, then BatchNorm statistics or optimizer state of the same
         # shape) never receive into the same memory, and buffers are reused across steps.
         self._free_recv: dict[tuple, list[torch.Tensor]] = {}
+        # what compressed steps return, in buffers taken back once the caller has let go of them
+        self.results = Recycler()
         self._hierarchy: dict[int, tuple] = {}   # ranks per group -> (group communicator, mixer across groups)
         self.recv_allocations = 0
         self._chain_tag = CHAIN_TAGS   # the next free tag of an average in worker order (the same on every rank)
@@ -365,12 +368,16 @@ class Mixer:
 
     def _take_recv(self, b: torch.Tensor, rows: int) -> torch.Tensor:
         """A (rows, m) receive buffer for b that no step in flight owns."""
-        free = self._free_recv.setdefault((b.dtype, b.device, b.shape[1]), [])
+        return self._take(rows, b.shape[1], b.dtype, b.device)
+
+    def _take(self, rows: int, cols: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """A (rows, cols) scratch buffer that no step in flight owns; _release_recv gives it back."""
+        free = self._free_recv.setdefault((dtype, torch.device(device), cols), [])
         for j, buf in enumerate(free):
             if buf.shape[0] == rows:
                 return free.pop(j)
         self.recv_allocations += 1
-        return torch.empty(rows, b.shape[1], dtype=b.dtype, device=b.device)
+        return host_empty(rows, cols, dtype=dtype, device=device)
 
     def _release_recv(self, received: Sequence[torch.Tensor]) -> None:
         for buf in received:
