@@ -11,7 +11,10 @@ local_batch, worker = rank) with the same SGD settings, on CPU over MPI or gloo:
                                      PeriodicModelAverager(period=H).average_parameters
   dsgd-csgd-mpi, dsgd-csgd-torch     the trainer's step for C-SGD (gradients averaged every step)
   torch-ddp                          the same plain loop on DistributedDataParallel (gloo)
-  dsgd-csgd-fp16-mpi                 C-SGD with --compress fp16 (error feedback, allgathered payloads)
+  dsgd-csgd-fp16-mpi                 C-SGD with --compress fp16 (error feedback, allgathered payloads,
+                                     their exact mean)
+  dsgd-csgd-fp16-half-mpi,           C-SGD with --compress fp16:sum=half (error feedback, one allreduce
+  dsgd-csgd-fp16-half-torch          of the payloads summed in half precision) over MPI / gloo
   torch-ddp-fp16                     DDP with PyTorch's fp16_compress_hook
   dsgd-csgd-powersgd-mpi             C-SGD with --compress powersgd:rank=2
   (PyTorch's powerSGD_hook is not a side: beside the other DDP models of this benchmark its
@@ -46,7 +49,11 @@ from dsgd.comm.torch_dist import TorchDistCommunicator, init_process_group
 from dsgd.models import MODELS, build_model
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 0
-COMPRESSED = {"dsgd-csgd-fp16-mpi": ["--compress", "fp16"], "dsgd-csgd-powersgd-mpi": ["--compress", "powersgd:rank=2"]}
+COMPRESSED = {  # name: (flags, communicator)
+    "dsgd-csgd-fp16-mpi": (["--compress", "fp16"], "mpi"),
+    "dsgd-csgd-fp16-half-mpi": (["--compress", "fp16:sum=half"], "mpi"),
+    "dsgd-csgd-fp16-half-torch": (["--compress", "fp16:sum=half"], "torch"),
+    "dsgd-csgd-powersgd-mpi": (["--compress", "powersgd:rank=2"], "mpi")}
 NOTES = [
     "step_s: seconds per training step, max over ranks per window of H steps, median over windows, / H",
     "samples_per_s = world_size x batch_size / step_s",
@@ -99,8 +106,9 @@ def make_sides(args, world):
                                                   Mixer(MPICommunicator(world.Dup()), workers_per_rank=1))
         runs[f"dsgd-{algorithm}-torch"] = build_run(trainer_flags(args, algorithm),
                                                     Mixer(TorchDistCommunicator("cpu"), workers_per_rank=1))
-    for name, flags in COMPRESSED.items():
-        runs[name] = build_run(trainer_flags(args, "csgd") + flags, Mixer(MPICommunicator(world.Dup()), 1))
+    for name, (flags, backend) in COMPRESSED.items():
+        comm = MPICommunicator(world.Dup()) if backend == "mpi" else TorchDistCommunicator("cpu")
+        runs[name] = build_run(trainer_flags(args, "csgd") + flags, Mixer(comm, 1))
     ref = runs["dsgd-local-mpi"][0]
     plain = {"torch-averager": PlainSide(ref, "averager", args.local_steps),
              "torch-ddp": PlainSide(ref, "ddp", args.local_steps),

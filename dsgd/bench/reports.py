@@ -115,13 +115,16 @@ def agree_row(model: str, topology: str, names: list[str], times: np.ndarray, in
 # -------------------------------------------------------------------------------------------- peers
 
 PEERS_SIDES = ("dsgd-local-mpi", "dsgd-local-torch", "torch-averager", "dsgd-csgd-mpi", "dsgd-csgd-torch",
-               "torch-ddp", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi")  # turn order
+               "torch-ddp", "dsgd-csgd-fp16-mpi", "dsgd-csgd-fp16-half-mpi", "dsgd-csgd-fp16-half-torch",
+               "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi")  # turn order
 PEERS_COMPARISONS = [  # (what, dsgd side, PyTorch side, target ratio)
     ("local SGD", "dsgd-local-mpi", "torch-averager", 1.0),
     ("local SGD", "dsgd-local-torch", "torch-averager", 1.0),
     ("C-SGD", "dsgd-csgd-mpi", "torch-ddp", 1.1),
     ("C-SGD", "dsgd-csgd-torch", "torch-ddp", 1.1),
     ("C-SGD fp16", "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 1.1),
+    ("C-SGD fp16, sums in half precision", "dsgd-csgd-fp16-half-mpi", "torch-ddp-fp16", 1.1),
+    ("C-SGD fp16, sums in half precision", "dsgd-csgd-fp16-half-torch", "torch-ddp-fp16", 1.1),
     ("C-SGD PowerSGD rank 2 vs dense", "dsgd-csgd-powersgd-mpi", "torch-ddp", 1.1),
 ]
 

@@ -187,6 +187,12 @@ class MPICommunicator:
         return t  # CUDA-aware MPI reads device memory through __dlpack__/__cuda_array_interface__
 
     # -- collectives --------------------------------------------------------------------
+    def sums_half(self, dtype: torch.dtype) -> bool:
+        """Whether allreduce_sum_ sums `dtype` (float16 / bfloat16) in that precision: MPI has no
+        half-precision type of its own; Open MPI 5 sums MPI_FLOAT16_T, none has bfloat16 here."""
+        named = {torch.float16: "FLOAT16_T"}.get(dtype)
+        return named is not None and getattr(self.MPI, named, self.MPI.DATATYPE_NULL) != self.MPI.DATATYPE_NULL
+
     def allreduce_sum_(self, buf: torch.Tensor) -> None:
         self.iallreduce_sum(buf, blocking=True).wait()
 

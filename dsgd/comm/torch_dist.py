@@ -149,6 +149,10 @@ class TorchDistCommunicator:
     def _timeouts(self, what: str) -> _Timeouts:
         return _Timeouts(self.rank, self.timeout_s, what)
 
+    def sums_half(self, dtype: torch.dtype) -> bool:
+        """Whether allreduce_sum_ sums `dtype` in that precision: gloo and NCCL sum float16 and bfloat16."""
+        return dtype in (torch.float16, torch.bfloat16)
+
     def allreduce_sum_(self, buf: torch.Tensor) -> None:
         self.iallreduce_sum(buf, blocking=True).wait()
 

@@ -7,7 +7,7 @@ process recreates the same draws, and a resumed run repeats them bit for bit.
 | codec | payload for m float32 | delta in E||Q(v) - v||^2 <= (1 - delta)||v||^2 | unbiased |
 |---|---|---|---|
 | none | 4m | 1 | yes |
-| fp16, bf16 | 2m | (rounding only) | no |
+| fp16, bf16 (sum=exact or half) | 2m | (rounding only) | no |
 | int8:block=B | m + 4 ceil(m/B) | (rounding only) | no |
 | sign:block=B | ceil(m/8) + 4 ceil(m/B) | ||v||_1^2 / (m ||v||^2) per block, >= 1/B | no |
 | top-k:ratio=r or count=k | 8k (values, int32 indices) | k/m | no |
@@ -36,6 +36,13 @@ def from_bytes(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     size = torch.empty((), dtype=dtype).element_size()
     if not b.is_contiguous() or b.storage_offset() % size:
         b = b.clone()  # a view as a wider type needs an aligned start
+    return b.view(dtype)
+
+
+def typed_view(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """b (contiguous uint8) viewed as dtype without a copy, or None where its start is not aligned for it."""
+    if not b.is_contiguous() or b.storage_offset() % dtype.itemsize or b.numel() % dtype.itemsize:
+        return None
     return b.view(dtype)
 
 
@@ -98,6 +105,24 @@ class Codec:
     def decode(self, payload: torch.Tensor, m: int, key: Key, dtype: torch.dtype) -> torch.Tensor:
         return from_bytes(payload, torch.float32).to(dtype)
 
+    # The *_into forms write what encode / decode return into a buffer the caller owns (a row of a
+    # send buffer, a row of decoded values), byte for byte and bit for bit the same; a codec
+    # without its own writes through a copy.
+    def encode_into(self, v: torch.Tensor, key: Key, out: torch.Tensor) -> None:
+        """out (uint8, payload_bytes(m)) <- encode(v, key)."""
+        wide = typed_view(out, torch.float32) if type(self).encode is Codec.encode else None
+        if wide is None:
+            out.copy_(self.encode(v, key))
+        else:
+            wide.copy_(v)
+
+    def decode_into(self, payload: torch.Tensor, m: int, key: Key, out: torch.Tensor) -> None:
+        """out ((m,), any float dtype) <- decode(payload, m, key, out.dtype)."""
+        if type(self).decode is Codec.decode:
+            out.copy_(from_bytes(payload, torch.float32))
+        else:
+            out.copy_(self.decode(payload, m, key, out.dtype))
+
     def delta(self, v: torch.Tensor) -> float | None:
         """The contraction constant for v, where the codec has one (None: not a contraction bound)."""
         return 1.0
@@ -108,13 +133,21 @@ class Identity(Codec):
 
 
 class Cast(Codec):
-    """fp16 or bf16: half the bytes; PyTorch's fp16 communication hook does the same for gradients."""
+    """fp16 or bf16: half the bytes; PyTorch's fp16 communication hook does the same for gradients.
+
+    sum=exact (the default): an average over all workers is the exact mean of the half-precision
+    payloads (allgathered, summed in float64 in worker order), the same bits in every layout.
+    sum=half: an average is one allreduce of the payloads, each divided by n, summed in half
+    precision by the backend (torch.distributed; MPI where it has MPI_FLOAT16_T), as PyTorch's
+    fp16_compress_hook does; where the backend cannot, the exact mean. Sparse steps are the same
+    either way."""
 
     unbiased = False
     additive = True
 
-    def __init__(self, dtype: torch.dtype):
-        self.dtype, self.spec = dtype, {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    def __init__(self, dtype: torch.dtype, sum_in_half: bool = False):
+        self.dtype, self.sum_in_half = dtype, sum_in_half
+        self.spec = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype] + (":sum=half" if sum_in_half else "")
 
     def payload_bytes(self, m):
         return 2 * m
@@ -124,6 +157,16 @@ class Cast(Codec):
 
     def decode(self, payload, m, key, dtype):
         return from_bytes(payload, self.dtype).to(dtype)
+
+    def encode_into(self, v, key, out):
+        half = typed_view(out, self.dtype)
+        if half is None:
+            out.copy_(self.encode(v, key))
+        else:
+            half.copy_(v)   # the same rounding as v.to(dtype)
+
+    def decode_into(self, payload, m, key, out):
+        out.copy_(from_bytes(payload, self.dtype))
 
     def delta(self, v):
         return None
@@ -145,13 +188,25 @@ class Int8(Codec):
     def _blocks(self, v):
         m = v.numel()
         pad = (-m) % self.block
-        return torch.nn.functional.pad(v.float(), (0, pad)).view(-1, self.block), m
+        x = v.float()
+        if pad == 0 and x.is_contiguous():
+            return x.view(-1, self.block), m  # read only: the same values without the padded copy
+        return torch.nn.functional.pad(x, (0, pad)).view(-1, self.block), m
 
-    def encode(self, v, key):
+    def _levels(self, v):
         blocks, m = self._blocks(v)
         scale = blocks.abs().amax(dim=1) / 127
         q = torch.where(scale[:, None] > 0, torch.round(blocks / scale.clamp_min(1e-38)[:, None]), 0)
-        return torch.cat([as_bytes(q.to(torch.int8).reshape(-1)[:m]), as_bytes(scale)])
+        return q.reshape(-1)[:m], scale, m
+
+    def encode(self, v, key):
+        q, scale, m = self._levels(v)
+        return torch.cat([as_bytes(q.to(torch.int8)), as_bytes(scale)])
+
+    def encode_into(self, v, key, out):
+        q, scale, m = self._levels(v)
+        out[:m].view(torch.int8).copy_(q)
+        out[m:].copy_(as_bytes(scale))
 
     def decode(self, payload, m, key, dtype):
         q = from_bytes(payload[:m], torch.int8).float()
@@ -160,8 +215,25 @@ class Int8(Codec):
         q = torch.nn.functional.pad(q, (0, pad)).view(-1, self.block)
         return (q * scale[:, None]).reshape(-1)[:m].to(dtype)
 
+    def decode_into(self, payload, m, key, out):
+        if out.dtype != torch.float32 or not out.is_contiguous():
+            return super().decode_into(payload, m, key, out)
+        q = from_bytes(payload[:m], torch.int8).float()
+        scale = from_bytes(payload[m:], torch.float32)
+        _scale_blocks_into(q, scale, self.block, out)
+
     def delta(self, v):
         return None
+
+
+def _scale_blocks_into(values: torch.Tensor, scale: torch.Tensor, B: int, out: torch.Tensor) -> None:
+    """out[i] = values[i] * scale[i // B], the products decode takes on padded blocks, without the padding."""
+    m = values.numel()
+    full = m // B
+    if full:
+        torch.mul(values[:full * B].view(full, B), scale[:full, None], out=out[:full * B].view(full, B))
+    if full * B < m:
+        torch.mul(values[full * B:], scale[full], out=out[full * B:])
 
 
 class Sign(Codec):
@@ -181,14 +253,25 @@ class Sign(Codec):
     def payload_bytes(self, m):
         return math.ceil(m / 8) + FLOAT_BYTES * math.ceil(m / self._block(m))
 
-    def encode(self, v, key):
+    def _parts(self, v):
         m, B = v.numel(), self._block(v.numel())
         x = v.float()
-        padded = torch.nn.functional.pad(x, (0, (-m) % B)).view(-1, B)
+        pad = (-m) % B
+        # read only: without padding, the blocks are a view with the padded copy's values
+        padded = x.view(-1, B) if pad == 0 and x.is_contiguous() else torch.nn.functional.pad(x, (0, pad)).view(-1, B)
         lengths = torch.full((padded.shape[0],), float(B), device=v.device)
         lengths[-1] = m - B * (padded.shape[0] - 1)
         scale = padded.abs().sum(dim=1) / lengths
-        return torch.cat([pack_bits(x >= 0), as_bytes(scale)])
+        return pack_bits(x >= 0), scale
+
+    def encode(self, v, key):
+        bits, scale = self._parts(v)
+        return torch.cat([bits, as_bytes(scale)])
+
+    def encode_into(self, v, key, out):
+        bits, scale = self._parts(v)
+        out[:bits.numel()].copy_(bits)
+        out[bits.numel():].copy_(as_bytes(scale))
 
     def decode(self, payload, m, key, dtype):
         B = self._block(m)
@@ -196,6 +279,13 @@ class Sign(Codec):
         signs = unpack_bits(payload[:nbytes], m).float() * 2 - 1
         scale = from_bytes(payload[nbytes:], torch.float32)
         return (signs * scale.repeat_interleave(B)[:m]).to(dtype)
+
+    def decode_into(self, payload, m, key, out):
+        if out.dtype != torch.float32 or not out.is_contiguous():
+            return super().decode_into(payload, m, key, out)
+        nbytes = math.ceil(m / 8)
+        signs = torch.where(unpack_bits(payload[:nbytes], m), 1.0, -1.0)   # the same +-1.0 as decode's
+        _scale_blocks_into(signs, from_bytes(payload[nbytes:], torch.float32), self._block(m), out)
 
     def delta(self, v):
         m, B = v.numel(), self._block(v.numel())
@@ -231,10 +321,20 @@ class TopK(Codec):
     def payload_bytes(self, m):
         return 8 * self.k(m)
 
-    def encode(self, v, key):
+    def _kept(self, v):
         x = v.float()
         idx = torch.topk(x.abs(), self.k(x.numel()), sorted=False).indices.sort().values
-        return torch.cat([as_bytes(x[idx]), as_bytes(idx.to(torch.int32))])
+        return x[idx], idx
+
+    def encode(self, v, key):
+        values, idx = self._kept(v)
+        return torch.cat([as_bytes(values), as_bytes(idx.to(torch.int32))])
+
+    def encode_into(self, v, key, out):
+        values, idx = self._kept(v)
+        k = values.numel()
+        out[:4 * k].copy_(as_bytes(values))
+        out[4 * k:].copy_(as_bytes(idx.to(torch.int32)))
 
     def decode(self, payload, m, key, dtype):
         k = self.k(m)
@@ -243,6 +343,11 @@ class TopK(Codec):
         out = torch.zeros(m, dtype=torch.float32, device=payload.device)
         out[idx] = values
         return out.to(dtype)
+
+    def decode_into(self, payload, m, key, out):
+        k = self.k(m)
+        out.zero_()
+        out[from_bytes(payload[4 * k:], torch.int32).long()] = from_bytes(payload[:4 * k], torch.float32).to(out.dtype)
 
     def delta(self, v):
         return self.k(v.numel()) / v.numel()
@@ -282,6 +387,10 @@ class RandomK(Codec):
         out[self.indices(m, key, payload.device)] = from_bytes(payload, torch.float32)
         return out.to(dtype)
 
+    def decode_into(self, payload, m, key, out):
+        out.zero_()
+        out[self.indices(m, key, payload.device)] = from_bytes(payload, torch.float32).to(out.dtype)
+
     def delta(self, v):
         return self.k(v.numel()) / v.numel()  # in expectation over the draw
 
@@ -309,20 +418,35 @@ class QSGD(Codec):
     def payload_bytes(self, m):
         return FLOAT_BYTES + m
 
-    def encode(self, v, key):
+    def _levels(self, v, key):
         x = v.float()
         norm = torch.linalg.vector_norm(x).reshape(1)
         s = self.levels
         scaled = x.abs() / norm.clamp_min(1e-38) * s
         low = torch.floor(scaled)
         u = torch.rand(x.numel(), generator=key.generator(x.device), device=x.device)
-        level = (low + (u < scaled - low).float()) * torch.sign(x)
+        return norm, (low + (u < scaled - low).float()) * torch.sign(x)
+
+    def encode(self, v, key):
+        norm, level = self._levels(v, key)
         return torch.cat([as_bytes(norm), as_bytes(level.to(torch.int8))])
+
+    def encode_into(self, v, key, out):
+        norm, level = self._levels(v, key)
+        out[:FLOAT_BYTES].copy_(as_bytes(norm))
+        out[FLOAT_BYTES:].view(torch.int8).copy_(level)
 
     def decode(self, payload, m, key, dtype):
         norm = from_bytes(payload[:FLOAT_BYTES], torch.float32)
         level = from_bytes(payload[FLOAT_BYTES:], torch.int8).float()
         return (level * (norm / (self.levels * self.tau(m)))).to(dtype)
+
+    def decode_into(self, payload, m, key, out):
+        if out.dtype != torch.float32:
+            return super().decode_into(payload, m, key, out)
+        norm = from_bytes(payload[:FLOAT_BYTES], torch.float32)
+        level = from_bytes(payload[FLOAT_BYTES:], torch.int8).float()
+        torch.mul(level, norm / (self.levels * self.tau(m)), out=out)
 
     def delta(self, v):
         return 1 / self.tau(v.numel()) if self.scaled else None
@@ -340,7 +464,7 @@ class LowRank:
 
 
 def parse_codec(spec: str):
-    """`none`, `fp16`, `bf16`, `int8:block=256`, `sign`, `sign:block=1024`, `top-k:ratio=0.01`,
+    """`none`, `fp16`, `bf16`, `fp16:sum=half`, `int8:block=256`, `sign`, `sign:block=1024`, `top-k:ratio=0.01`,
     `top-k:count=100`, `random-k:ratio=0.1[,shared=true]`, `qsgd:levels=16[,scaled=true]`,
     `powersgd:rank=2`, in the grammar every spec shares (topologies.options). ValueError names the problem."""
     from topologies.options import as_bool, split_spec
@@ -372,7 +496,10 @@ def parse_codec(spec: str):
     if name == "none":
         codec = Identity()
     elif name in ("fp16", "bf16"):
-        codec = Cast(torch.float16 if name == "fp16" else torch.bfloat16)
+        how = options.pop("sum", "exact")
+        if how not in ("exact", "half"):
+            raise ValueError(f"codec {name}: sum must be exact or half, got {how!r}")
+        codec = Cast(torch.float16 if name == "fp16" else torch.bfloat16, sum_in_half=how == "half")
     elif name == "int8":
         codec = Int8(num("block", int, 256))
     elif name == "sign":

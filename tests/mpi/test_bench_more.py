@@ -16,7 +16,8 @@ from dsgd import launcher
 
 CODECS = ["fp16", "bf16", "int8:block=256", "sign", "top-k:ratio=0.01", "random-k:ratio=0.01", "qsgd:levels=16"]
 PEER_SIDES = ["dsgd-local-mpi", "dsgd-local-torch", "torch-averager", "dsgd-csgd-mpi", "dsgd-csgd-torch", "torch-ddp",
-              "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi"]
+              "dsgd-csgd-fp16-mpi", "dsgd-csgd-fp16-half-mpi", "dsgd-csgd-fp16-half-torch", "torch-ddp-fp16",
+              "dsgd-csgd-powersgd-mpi"]
 
 
 def one_report(out: str) -> dict:
@@ -88,10 +89,16 @@ def test_peers_on_two_ranks_compares_every_side():
     dense = 4 * cnn_parameters()  # C-SGD averages every float32 gradient at every step
     assert sent["dsgd-csgd-mpi"] == sent["dsgd-csgd-torch"] == dense
     assert sent["dsgd-local-mpi"] == sent["dsgd-local-torch"] == dense / 4  # one average per H = 4 steps
-    assert sent["dsgd-csgd-fp16-mpi"] == dense / 2  # half the bytes of float32
+    # half the bytes of float32, whichever way the average is summed
+    fp16 = ("dsgd-csgd-fp16-mpi", "dsgd-csgd-fp16-half-mpi", "dsgd-csgd-fp16-half-torch")
+    assert [sent[side] for side in fp16] == [dense / 2] * 3
     assert sent["dsgd-csgd-powersgd-mpi"] < dense / 4
-    assert [(c["baseline"], c["target"]) for c in r["comparisons"]] == \
-        [("torch-averager", 1.0)] * 2 + [("torch-ddp", 1.1)] * 2 + [("torch-ddp-fp16", 1.1), ("torch-ddp", 1.1)]
+    assert [(c["dsgd"], c["baseline"], c["target"]) for c in r["comparisons"]] == \
+        [(side, "torch-averager", 1.0) for side in ("dsgd-local-mpi", "dsgd-local-torch")] + \
+        [(side, "torch-ddp", 1.1) for side in ("dsgd-csgd-mpi", "dsgd-csgd-torch")] + \
+        [(side, "torch-ddp-fp16", 1.1) for side in ("dsgd-csgd-fp16-mpi", "dsgd-csgd-fp16-half-mpi",
+                                                    "dsgd-csgd-fp16-half-torch")] + \
+        [("dsgd-csgd-powersgd-mpi", "torch-ddp", 1.1)]
     for c in r["comparisons"]:
         assert positive(c["ratio"], *c["ratio_quartiles"]) and c["met"] == (c["ratio"] <= c["target"])
 
@@ -118,7 +125,11 @@ def test_compression_benchmark_reports_every_codec_beside_the_dense_step():
     assert (report["world_size"], report["topology"]) == (4, "ring")
     assert [r["codec"] for r in report["results"]] == CODECS
     for r in report["results"]:
-        assert positive(r["step_s"], r["dense_step_s"], r["encode_s"], r["bytes_sent_per_rank"])
+        assert positive(r["step_s"], r["dense_step_s"], r["encode_s"], r["decode_s"], r["exchange_s"], r["sum_s"],
+                        r["parts_s"], r["bytes_sent_per_rank"])
+        assert r["decodes"] == 3  # its own payload and each of its two neighbours'
+        assert r["parts_s"] == r["encode_s"] + 3 * r["decode_s"] + r["exchange_s"] + r["sum_s"]
+        assert r["parts_ratio"] == r["step_s"] / r["parts_s"] and r["met"] == (r["parts_ratio"] <= 1.2)
         assert r["numel"] == 1000
         assert r["dense_bytes_per_rank"] == 2 * 4 * 1000  # a ring: the float32 row to each neighbour
         assert r["bytes_sent_per_rank"] == 2 * r["payload_bytes_per_row"]  # and one payload to each

@@ -13,11 +13,16 @@ P = mpi_harness.program
 MIXING = [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (3, 1, "mpi"), (4, 2, "mpi"), (2, 2, "mpi,torch"),
           (1, 4, "self,simulated")]
 POWERSGD = [(4, 1, "mpi,torch"), (2, 2, "mpi"), (1, 4, "self")]
+# fp16:sum=half: two ranks (bit for bit numpy's float16), four (bit for bit DDP's fp16_compress_hook over
+# gloo), two of two workers, and one rank of four (no backend sum: the exact mean)
+HALF_SUMS = [(2, 1, "mpi,torch"), (4, 1, "mpi,torch"), (2, 2, "mpi,torch"), (1, 4, "self")]
 # several programs to a job, one job per rank count (mpi_harness.Batch)
 JOBS = {**{("mixing", np_, k, b): (np_, [P("mix_compressed.py"), "--backends", b, "--workers-per-rank", str(k)])
            for np_, k, b in MIXING},
         **{("powersgd", np_, k, b): (np_, [P("powersgd_oracle.py"), "--backends", b, "--workers-per-rank", str(k)])
-           for np_, k, b in POWERSGD}}
+           for np_, k, b in POWERSGD},
+        **{("half", np_, k, b): (np_, [P("fp16_sum_half.py"), "--backends", b, "--workers-per-rank", str(k)])
+           for np_, k, b in HALF_SUMS}}
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +50,8 @@ def test_a_sign_compressed_ring_step_puts_a_32nd_of_the_bytes_on_the_wire():
 @pytest.mark.parametrize("np_, k, backends", POWERSGD)
 def test_powersgd_csgd_matches_its_numpy_recursion(jobs, np_, k, backends):
     assert "powersgd ok" in jobs.output(("powersgd", np_, k, backends))
+
+
+@pytest.mark.parametrize("np_, k, backends", HALF_SUMS)
+def test_fp16_averages_summed_in_half_precision_match_numpy_and_pytorchs_hook(jobs, np_, k, backends):
+    assert "fp16 sum=half ok" in jobs.output(("half", np_, k, backends))

@@ -11,7 +11,8 @@ from dsgd.bench.reports import PEERS_COMPARISONS, PEERS_SIDES, peers_comparisons
 
 RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "bench" / "peers.json").read_text())
 SIDES = ["dsgd-local-mpi", "dsgd-local-torch", "torch-averager", "dsgd-csgd-mpi", "dsgd-csgd-torch", "torch-ddp",
-         "dsgd-csgd-fp16-mpi", "torch-ddp-fp16", "dsgd-csgd-powersgd-mpi"]
+         "dsgd-csgd-fp16-mpi", "dsgd-csgd-fp16-half-mpi", "dsgd-csgd-fp16-half-torch", "torch-ddp-fp16",
+         "dsgd-csgd-powersgd-mpi"]
 TIMES = np.array(RECORDED["times"])
 
 
@@ -30,13 +31,15 @@ def test_each_comparison_pairs_a_dsgd_side_with_its_pytorch_baseline_and_target(
     assert [(c[1], c[2], c[3]) for c in PEERS_COMPARISONS] == [
         ("dsgd-local-mpi", "torch-averager", 1.0), ("dsgd-local-torch", "torch-averager", 1.0),
         ("dsgd-csgd-mpi", "torch-ddp", 1.1), ("dsgd-csgd-torch", "torch-ddp", 1.1),
-        ("dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 1.1), ("dsgd-csgd-powersgd-mpi", "torch-ddp", 1.1)]
+        ("dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 1.1), ("dsgd-csgd-fp16-half-mpi", "torch-ddp-fp16", 1.1),
+        ("dsgd-csgd-fp16-half-torch", "torch-ddp-fp16", 1.1), ("dsgd-csgd-powersgd-mpi", "torch-ddp", 1.1)]
 
 
 @pytest.mark.parametrize("side, median_window", [
-    ("dsgd-local-mpi", 0.2867), ("dsgd-local-torch", 0.2081), ("torch-averager", 0.1946),
-    ("dsgd-csgd-mpi", 0.297), ("dsgd-csgd-torch", 0.2372), ("torch-ddp", 0.1252),
-    ("dsgd-csgd-fp16-mpi", 0.3453), ("torch-ddp-fp16", 0.2299), ("dsgd-csgd-powersgd-mpi", 0.2573)])
+    ("dsgd-local-mpi", 0.3256), ("dsgd-local-torch", 0.3171), ("torch-averager", 0.3175),
+    ("dsgd-csgd-mpi", 0.4913), ("dsgd-csgd-torch", 0.3664), ("torch-ddp", 0.2504),
+    ("dsgd-csgd-fp16-mpi", 0.4954), ("dsgd-csgd-fp16-half-mpi", 0.4972), ("dsgd-csgd-fp16-half-torch", 0.3639),
+    ("torch-ddp-fp16", 0.2405), ("dsgd-csgd-powersgd-mpi", 0.3601)])
 def test_step_time_is_the_median_window_over_H_and_samples_per_second_follow(side, median_window):
     row = recorded_results()[side]
     assert row["step_s"] == median_window / 4
@@ -55,26 +58,29 @@ def test_bytes_per_step_divide_what_a_worker_sent_by_the_steps_taken():
     sent = {name: row["bytes_per_step"] for name, row in recorded_results().items() if "bytes_per_step" in row}
     assert sent == {"dsgd-local-mpi": 6746272 / 16, "dsgd-local-torch": 6746272 / 16,
                     "dsgd-csgd-mpi": 26985088 / 16, "dsgd-csgd-torch": 26985088 / 16,
-                    "dsgd-csgd-fp16-mpi": 13492544 / 16, "dsgd-csgd-powersgd-mpi": 500736 / 16}
+                    "dsgd-csgd-fp16-mpi": 13492544 / 16, "dsgd-csgd-fp16-half-mpi": 13492544 / 16,
+                    "dsgd-csgd-fp16-half-torch": 13492544 / 16, "dsgd-csgd-powersgd-mpi": 500736 / 16}
     assert sent["dsgd-csgd-fp16-mpi"] == sent["dsgd-csgd-mpi"] / 2     # half the bytes of float32
     assert sent["dsgd-csgd-powersgd-mpi"] < sent["dsgd-csgd-mpi"] / 4
 
 
 def test_a_comparison_is_the_median_of_paired_window_ratios_with_quartiles():
-    # windows ranked by (dsgd side / baseline): local-mpi 1 0 2, local-torch 0 1 2, csgd-mpi 2 1 0,
-    # csgd-torch 2 0 1, fp16 0 2 1, powersgd 2 1 0
+    # windows ranked by (dsgd side / baseline): local-mpi 0 2 1, local-torch 0 2 1, csgd-mpi 2 0 1,
+    # csgd-torch 2 0 1, fp16 0 2 1, fp16 half over MPI 2 1 0, over gloo 0 2 1, powersgd 2 0 1
     t = TIMES
     w = [{name: t[k, j] for j, name in enumerate(SIDES)} for k in range(3)]
 
     def ratio(k, mine, theirs):
         return w[k][mine] / w[k][theirs]
     expected = [  # (median window, the two windows below it and above it)
-        ("dsgd-local-mpi", "torch-averager", 0, (1, 0), (0, 2)),
-        ("dsgd-local-torch", "torch-averager", 1, (0, 1), (1, 2)),
-        ("dsgd-csgd-mpi", "torch-ddp", 1, (2, 1), (1, 0)),
+        ("dsgd-local-mpi", "torch-averager", 2, (0, 2), (2, 1)),
+        ("dsgd-local-torch", "torch-averager", 2, (0, 2), (2, 1)),
+        ("dsgd-csgd-mpi", "torch-ddp", 0, (2, 0), (0, 1)),
         ("dsgd-csgd-torch", "torch-ddp", 0, (2, 0), (0, 1)),
         ("dsgd-csgd-fp16-mpi", "torch-ddp-fp16", 2, (0, 2), (2, 1)),
-        ("dsgd-csgd-powersgd-mpi", "torch-ddp", 1, (2, 1), (1, 0)),
+        ("dsgd-csgd-fp16-half-mpi", "torch-ddp-fp16", 1, (2, 1), (1, 0)),
+        ("dsgd-csgd-fp16-half-torch", "torch-ddp-fp16", 2, (0, 2), (2, 1)),
+        ("dsgd-csgd-powersgd-mpi", "torch-ddp", 0, (2, 0), (0, 1)),
     ]
     comparisons = peers_comparisons(SIDES, TIMES)
     assert len(comparisons) == len(expected)
@@ -90,7 +96,7 @@ def test_a_comparison_is_the_median_of_paired_window_ratios_with_quartiles():
 
 def test_a_ratio_equal_to_its_target_is_met_and_one_above_is_not():
     even = peers_comparisons(SIDES, np.ones((1, len(SIDES))))
-    assert [(c["ratio"], c["met"]) for c in even] == [(1.0, True)] * 6
+    assert [(c["ratio"], c["met"]) for c in even] == [(1.0, True)] * 8
     slow = np.ones((1, len(SIDES)))
     slow[0, SIDES.index("dsgd-csgd-mpi")] = 1.2  # 1.2 > 1.1
-    assert [c["met"] for c in peers_comparisons(SIDES, slow)] == [True, True, False, True, True, True]
+    assert [c["met"] for c in peers_comparisons(SIDES, slow)] == [True, True, False, True, True, True, True, True]

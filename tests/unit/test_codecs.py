@@ -119,7 +119,8 @@ def test_random_draws_are_keyed_by_seed_step_and_worker():
     ("top-k:ratio=-0.5,count=3", "give ratio or count, not both"),
     ("top-k:ratio=-0.5", "top-k ratio must be in (0, 1], got -0.5"),
     ("random-k:count=0", "random-k count must be >= 1, got 0"),
-    ("top-k:ratio=nan", "ratio must be a finite number")])
+    ("top-k:ratio=nan", "ratio must be a finite number"),
+    ("fp16:sum=float", "codec fp16: sum must be exact or half, got 'float'")])
 def test_bad_codec_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_codec(spec)
@@ -133,3 +134,37 @@ def test_bit_packing_is_the_same_on_the_numpy_and_the_torch_path():
     by_hand = (padded * torch.tensor(codecs.BIT_WEIGHTS, dtype=torch.uint8)).sum(dim=1, dtype=torch.uint8)
     assert torch.equal(packed, by_hand) and packed.numel() == 126
     assert torch.equal(codecs.unpack_bits(packed, 1003), bits)
+
+
+@pytest.mark.parametrize("spec", SPECS + ["fp16:sum=half", "int8:block=16", "sign:block=7"])
+@pytest.mark.parametrize("m", [5, 7, 16, 1001, 4096])
+def test_writing_into_a_buffer_gives_the_same_bytes_and_values(spec, m):
+    # what the mixer's compressed step uses: the payload written into a row of a send buffer and the
+    # decoded values written into a row it sums from, at aligned and unaligned offsets, in float32,
+    # float64 and float16, for float32 and float64 inputs (zeros of both signs among them)
+    codec = parse_codec(spec)
+    for dtype in (torch.float32, torch.float64):
+        v = vector(m, seed=m).to(dtype)
+        v[1], v[2] = 0.0, -0.0
+        payload = codec.encode(v, KEY)
+        for offset in (0, 1, 2, 4):
+            row = torch.full((offset + payload.numel() + 3,), 77, dtype=torch.uint8)
+            codec.encode_into(v, KEY, row[offset:offset + payload.numel()])
+            assert torch.equal(row[offset:offset + payload.numel()], payload), (dtype, offset)
+            assert torch.equal(row[:offset], torch.full((offset,), 77, dtype=torch.uint8))
+        for out_dtype in (torch.float32, torch.float64, torch.float16):
+            expected = codec.decode(payload, m, KEY, out_dtype)
+            for offset in (0, 1):
+                stored = torch.zeros(offset + payload.numel(), dtype=torch.uint8)
+                stored[offset:] = payload
+                out = torch.full((m,), 5.0, dtype=out_dtype)
+                codec.decode_into(stored[offset:], m, KEY, out)
+                assert torch.equal(out.view(torch.uint8), expected.view(torch.uint8)), (out_dtype, offset)
+
+
+def test_half_precision_sums_are_an_option_of_the_cast_codecs_only():
+    assert not parse_codec("fp16").sum_in_half and parse_codec("fp16:sum=half").sum_in_half
+    assert parse_codec("bf16:sum=half").dtype == torch.bfloat16 and parse_codec("fp16:sum=exact").spec == "fp16"
+    assert parse_codec("fp16:sum=half").spec == "fp16:sum=half"
+    with pytest.raises(ValueError, match="takes no option 'sum'"):
+        parse_codec("int8:sum=half")
