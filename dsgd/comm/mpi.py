@@ -58,6 +58,14 @@ def comm_timeout_s() -> float:
         return 0.0
 
 
+# Requests a failure left unfreed, with their buffers (_Requests._wait_kept)
+_ORPHANS: list = []
+
+
+def _fault_tolerant(MPI) -> bool:
+    return os.environ.get("OMPI_MCA_mpi_ft_enable", "").strip().lower() in ("1", "true", "yes", "enabled", "t", "y")
+
+
 class _Requests:
     """Requests of one step; `peers` names who each request waits on, for the timeout report.
 
@@ -65,10 +73,12 @@ class _Requests:
     `staged` are the host buffers this step owns, handed back to the pool when it finishes.
     """
 
-    def __init__(self, reqs, keep, after=(), peers=(), rank=0, staged=(), pool=None, roll_call=None):
+    def __init__(self, reqs, keep, after=(), peers=(), rank=0, staged=(), pool=None, roll_call=None,
+                 comm=None):
         self.reqs, self.keep, self.after, self.peers, self.rank = reqs, keep, after, peers, rank
         self.staged, self.pool = list(staged), pool
         self.roll_call = roll_call  # after a timeout: (timeout) -> the ranks that did not answer
+        self.comm = comm  # the requests' communicator (point-to-point): waited on as _wait_kept says
 
     def wait(self) -> None:
         from mpi4py import MPI
@@ -76,6 +86,8 @@ class _Requests:
             timeout = comm_timeout_s()
             if timeout > 0:
                 self._wait_or_report(MPI, timeout)
+            elif self.comm is not None and _fault_tolerant(MPI):
+                self._wait_kept(MPI)
             else:
                 MPI.Request.Waitall(self.reqs)
             self.reqs = []
@@ -85,10 +97,46 @@ class _Requests:
             self.pool.give(self.staged)
         self.after, self.keep, self.staged = (), None, []
 
+    def _wait_kept(self, MPI) -> None:
+        """Under ULFM: wait without freeing a request that failed. Once a peer died or the
+        communicator was revoked, Open MPI completes requests in error (a send to a dead peer, a
+        receive cancelled) while its transport still works on them, and aborts the process ("Send
+        error after request freed", "Recv error after request freed") when that work fails after a
+        wait or test has freed them. So the requests are only polled (MPI_Request_get_status frees
+        nothing) and freed once all completed without error; after a failure every request of the
+        step is kept, with its buffers, for the life of the process (_ORPHANS)."""
+        try:
+            status, polls = MPI.Status(), 0
+            for r in self.reqs:
+                while not r.Get_status(status):
+                    polls += 1
+                    if polls % 64 == 0 and self._failure_known():
+                        raise MPI.Exception(MPI.ERR_PROC_FAILED)
+                if status.Get_error() != MPI.SUCCESS:
+                    raise MPI.Exception(status.Get_error())
+        except BaseException:
+            _ORPHANS.append((self.reqs, self.keep, self.staged, self.after))
+            self.reqs, self.keep, self.staged, self.after = [], None, [], ()
+            raise
+        MPI.Request.Waitall(self.reqs)
+
+    def _failure_known(self) -> bool:
+        if self.comm.Is_revoked():
+            return True
+        from mpi4py import MPI
+        failed = self.comm.Get_failed()
+        size = failed.Get_size()
+        if failed != MPI.GROUP_EMPTY:
+            failed.Free()   # mpi4py frees no handle it collects
+        return size > 0
+
     def test(self) -> bool:
         """Whether every request is complete (then finished as wait() finishes it), without blocking."""
         from mpi4py import MPI
-        if self.reqs and not MPI.Request.Testall(self.reqs):
+        if self.reqs and self.comm is not None and _fault_tolerant(MPI) and comm_timeout_s() <= 0:
+            if not all(r.Get_status() for r in self.reqs):   # frees nothing (_wait_kept); wait() sees a failure
+                return False
+        elif self.reqs and not MPI.Request.Testall(self.reqs):
             return False
         self.wait()
         return True
@@ -250,7 +298,8 @@ class MPICommunicator:
             self.stats.bytes_sent += t.numel() * t.element_size()
             self.stats.messages += 1
         # the roll call after a timeout: every healthy rank takes part, whatever it was waiting on
-        return _Requests(reqs, keep, after, peers, self.rank, staged, self.staging, roll_call=self.silent_ranks)
+        return _Requests(reqs, keep, after, peers, self.rank, staged, self.staging, roll_call=self.silent_ranks,
+                         comm=self.comm)
 
     # Every collective below is blocking without --comm-timeout, and with it a non-blocking one
     # waited on against the deadline: a stalled rank then ends the job instead of hanging it.
