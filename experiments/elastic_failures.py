@@ -157,6 +157,10 @@ def verdict(summary: dict, rows: list) -> list:
     lines = [f"Every run {'reached' if every else 'did NOT all reach'} its last step; the {summary['changes']} "
              f"losses were each recovered within {summary['recovered_s_max']:.2f} s of the failed step's start."
              if summary["recovered_s_max"] is not None else "No rank was lost."]
+    bad = [r for r in rows if r.get("status")]
+    if bad:
+        lines.append(f"{len(bad)} of {len(rows)} runs ended with a non-zero exit status although they reached their "
+                     f"last step (the note below the table).")
     if summary["joins"]:
         lines.append(f"{summary['joins']} replacements joined, each within {summary['join_s_max']:.1f} s of its "
                      f"spawn (mostly the new process's start-up), and the runs ended with every rank back.")
@@ -179,8 +183,9 @@ def plot(by_mode: dict, path: Path) -> None:
     for ax, (mode, rows) in zip(axes[0], by_mode.items()):
         for failures, color in ((False, "tab:blue"), (True, "tab:red")):
             group = [r for r in rows if r["failures"] == failures]
-            steps = [s for s, _ in group[0]["curve"]]
-            values = [[a for _, a in r["curve"]] for r in group]
+            # the steps every run evaluated at (a replacement that ends as rank 0 has only its own)
+            steps = sorted(set.intersection(*({s for s, _ in r["curve"]} for r in group)))
+            values = [[dict(map(tuple, r["curve"]))[s] for s in steps] for r in group]
             ax.plot(steps, [statistics.mean(v) for v in zip(*values)], color=color,
                     label="with failures" if failures else "uninterrupted")
             ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)], color=color,
@@ -207,9 +212,15 @@ def table(rows: list, workers: int) -> list:
     for r in rows:
         kills = ", ".join(f"{k[0]}@{'checkpoint:' if k[1] == 'checkpoint' else ''}{k[2]}" for k in r["kills"]) or "none"
         end = r["changes"][-1]["workers_after"] if r["changes"] else workers
-        out.append(f"| {r['seed']} | {'failures' if r['failures'] else 'uninterrupted'} | {kills} | {end} | "
-                   f"{r['test_acc']:.4f} | {r['wall_s']:.0f} |")
+        arm = ("failures" if r["failures"] else "uninterrupted") + (f" (exit status {r['status']}, below)"
+                                                                    if r.get("status") else "")
+        out.append(f"| {r['seed']} | {arm} | {kills} | {end} | {r['test_acc']:.4f} | {r['wall_s']:.0f} |")
     return out
+
+
+def load_text(meta: dict) -> str:
+    load = meta["machine"].get("load_average_at_start")
+    return f"load average {load[0]:g} when it started" if load else "load average not recorded, heavy (other work ran)"
 
 
 def report(args, rows: list, meta: dict) -> None:
@@ -225,14 +236,14 @@ def report(args, rows: list, meta: dict) -> None:
             "Question: what does losing workers in the middle of a run cost in final accuracy, when the survivors go "
             "on without a restart, and when new processes take the lost ranks' places?", "",
             f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared by "
-            f"all ranks; load average {meta['machine']['load_average_at_start'][0]:g} when it started, so the wall "
-            f"times below are not speeds). Fashion-MNIST, the small CNN, D-SGD on a ring with momentum, "
+            f"all ranks; {load_text(meta)}, so the wall times below are not speeds). Fashion-MNIST, the small CNN, D-SGD on a ring with momentum, "
             f"{meta['ranks']} ranks x {meta['workers_per_rank']} worker(s), {rows[0]['final_step']} steps; ranks to "
             f"kill and their steps drawn from each seed. Both arms of a mode run the same program in elastic mode, so "
             f"they differ only in the failures."]
     for earlier in meta.get("earlier", []):   # the other mode's runs came from an earlier invocation
-        text += ["", f"Earlier runs in this report: {provenance.provenance_line(earlier)}, load average "
-                     f"{earlier['machine']['load_average_at_start'][0]:g} when it started."]
+        text += ["", f"Earlier runs in this report: {provenance.provenance_line(earlier)}, {load_text(earlier)}."]
+    if meta.get("note"):
+        text += ["", f"Note on these runs: {meta['note']}."]
     printed = []
     for mode, group in by_mode.items():
         lines = verdict(summaries[mode], group)
@@ -243,8 +254,10 @@ def report(args, rows: list, meta: dict) -> None:
                 "`examples/elastic_training.py --replace`: after each loss the survivors start a new process, which "
                 "joins with its neighbour's state; the training set is split again over the workers at every change.")
         cmd = next(r["command"] for r in group if r["failures"])
+        notes = [f"Seed {r['seed']}, {'failures' if r['failures'] else 'uninterrupted'}: {r['note']}."
+                 for r in group if r.get("note")]
         text += ["", heading, "", what, "One failure run's command:", "", "```bash", cmd, "```", "",
-                 *table(group, meta["workers"]), "", *lines]
+                 *table(group, meta["workers"]), "", *lines, *([""] + notes if notes else [])]
         printed += [heading, *table(group, meta["workers"]), *lines, ""]
     text += ["", "![accuracy](accuracy.png)", "",
              "Kills are SIGKILLs a rank sends itself (`DSGD_FAULT` in the trainer, `--kill` in the example; "
