@@ -29,7 +29,8 @@ repetitions:
   dsgd_small_pages_s   dsgd's step on buffers from torch's allocator, its own receive buffers
                 included: the step as it ran before its buffers were put on huge pages
 
-hand_ratio = dsgd_s / hand_s is the target (<= 1.0); exchange_ratio = dsgd_s / exchange_s says how
+hand_ratio = dsgd_s / hand_s is the target (<= 1.0), hand_ratio_paired the median over repetitions
+of the two sides' times in the same repetition (with its quartiles); exchange_ratio = dsgd_s / exchange_s says how
 much of a step is the arithmetic; previous_ratio = dsgd_small_pages_s / float64_weights is what this
 benchmark reported before. After the timing, one step of each is run from the same input and
 the results compared (max relative difference to the in-place step, reported; dsgd sums its own

@@ -114,7 +114,7 @@ def make_sides(args, world):
              "torch-ddp": PlainSide(ref, "ddp", args.local_steps),
              "torch-ddp-fp16": PlainSide(ref, "ddp", args.local_steps, hook="fp16")}
     sides = {}
-    for name in PEERS_SIDES:
+    for name in (n for n in PEERS_SIDES if n in (args.sides or PEERS_SIDES)):
         if name in runs:
             run = runs[name][0]
             sides[name] = (lambda t, run=run: run.train_step(t))
@@ -152,6 +152,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--repeats", type=positive, default=20, help="timed windows of H steps per side")
     ap.add_argument("--warmup", type=non_negative, default=2, help="untimed windows first")
     ap.add_argument("--threads", type=non_negative, default=1, help="torch threads per rank (0: torch's default)")
+    ap.add_argument("--sides", nargs="+", choices=PEERS_SIDES, metavar="SIDE",
+                    help="time only these sides (in turn order; default: every side), and report the comparisons "
+                         "whose two sides are among them: fewer sides, shorter rounds, less drift of a shared "
+                         f"machine's load within one. Sides: {', '.join(PEERS_SIDES)}")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return ap.parse_args(argv)
 

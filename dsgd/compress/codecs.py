@@ -83,7 +83,8 @@ def unpack_bits(packed: torch.Tensor, m: int) -> torch.Tensor:
     """The first m bits of `packed`, as a bool tensor."""
     if packed.device.type == "cpu":
         import numpy as np
-        return torch.from_numpy(np.unpackbits(packed.contiguous().numpy(), count=m, bitorder="little").astype(bool))
+        # numpy's 0 / 1 bytes are torch's bools as they are: a view, not a copy
+        return torch.from_numpy(np.unpackbits(packed.contiguous().numpy(), count=m, bitorder="little")).view(torch.bool)
     weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=packed.device)
     return ((packed[:, None] & weights) > 0).reshape(-1)[:m]
 
@@ -284,7 +285,8 @@ class Sign(Codec):
         if out.dtype != torch.float32 or not out.is_contiguous():
             return super().decode_into(payload, m, key, out)
         nbytes = math.ceil(m / 8)
-        signs = torch.where(unpack_bits(payload[:nbytes], m), 1.0, -1.0)   # the same +-1.0 as decode's
+        signs = torch.empty(m, dtype=torch.float32, device=out.device)
+        signs.copy_(unpack_bits(payload[:nbytes], m)).mul_(2).sub_(1)   # decode's +-1.0, without temporaries
         _scale_blocks_into(signs, from_bytes(payload[nbytes:], torch.float32), self._block(m), out)
 
     def delta(self, v):

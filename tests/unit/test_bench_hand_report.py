@@ -12,8 +12,8 @@ from dsgd.bench.reports import hand_row, profile_shares
 
 RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "bench" / "hand.json").read_text())
 ROW_KEYS = {"topology", "kind", "numel", "dsgd_s", "hand_s", "hand_form", "hand_forms_s", "exchange_s",
-            "exchange_small_pages_s", "dsgd_small_pages_s", "hand_ratio", "exchange_ratio", "small_pages_ratio",
-            "previous_ratio", "max_rel_diff", "repeats"}
+            "exchange_small_pages_s", "dsgd_small_pages_s", "hand_ratio", "hand_ratio_paired", "hand_ratio_quartiles",
+            "exchange_ratio", "small_pages_ratio", "previous_ratio", "max_rel_diff", "repeats"}
 
 
 @pytest.mark.parametrize("topology, medians", [
@@ -34,6 +34,9 @@ def test_a_row_holds_median_times_and_dsgd_over_each_baseline(topology, medians)
     assert (row["dsgd_s"], row["exchange_s"], row["exchange_small_pages_s"]) == (dsgd_s, exchange_s, small_s)
     assert row["dsgd_small_pages_s"] == dsgd_small_s
     assert row["hand_ratio"] == dsgd_s / float64_s
+    paired = sorted(t[0] / t[3] for t in r["times"])
+    assert row["hand_ratio_paired"] == paired[1]
+    assert row["hand_ratio_quartiles"] == pytest.approx([(paired[0] + paired[1]) / 2, (paired[1] + paired[2]) / 2])
     assert row["exchange_ratio"] == dsgd_s / exchange_s
     assert row["small_pages_ratio"] == small_s / exchange_s
     assert row["previous_ratio"] == dsgd_small_s / float64_s
@@ -47,6 +50,7 @@ def test_the_reference_is_whichever_hand_written_step_has_the_smaller_median():
                       [1.1, 1.9, 3.1, 3.9, 0.6, 0.9, 1.3]])
     row = hand_row("ring", "sparse", 10, times, 0.0, 3)
     assert (row["hand_form"], row["hand_s"], row["hand_ratio"]) == ("in_place", 2.0, 0.5)
+    assert row["hand_ratio_paired"] == 1.0 / 2.0   # the repetitions' ratios: 0.5, 0.36, 0.58
     assert row["hand_forms_s"] == {"in_place": 2.0, "expression": 3.0, "float64_weights": 4.0}
     assert (row["small_pages_ratio"], row["previous_ratio"]) == (0.8 / 0.5, 1.2 / 4.0)
 

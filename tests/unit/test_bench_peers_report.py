@@ -100,3 +100,10 @@ def test_a_ratio_equal_to_its_target_is_met_and_one_above_is_not():
     slow = np.ones((1, len(SIDES)))
     slow[0, SIDES.index("dsgd-csgd-mpi")] = 1.2  # 1.2 > 1.1
     assert [c["met"] for c in peers_comparisons(SIDES, slow)] == [True, True, False, True, True, True, True, True]
+
+
+def test_only_comparisons_whose_two_sides_were_timed_are_reported():
+    names = ["dsgd-csgd-mpi", "torch-ddp", "dsgd-csgd-fp16-half-torch", "torch-ddp-fp16"]
+    times = np.array([[2.0, 1.0, 3.0, 2.0]])
+    assert [(c["dsgd"], c["baseline"], c["ratio"]) for c in peers_comparisons(names, times)] == [
+        ("dsgd-csgd-mpi", "torch-ddp", 2.0), ("dsgd-csgd-fp16-half-torch", "torch-ddp-fp16", 1.5)]
