@@ -218,6 +218,16 @@ def table(rows: list, workers: int) -> list:
     return out
 
 
+def meta_modes(meta: dict) -> list:
+    """The modes an invocation ran: recorded, or read back from its command line."""
+    if "modes" in meta:
+        return meta["modes"]
+    words = meta.get("command", "").split()
+    if "--modes" not in words:
+        return list(MODES)
+    return [w for w in words[words.index("--modes") + 1:] if w in MODES]
+
+
 def load_text(meta: dict) -> str:
     load = meta["machine"].get("load_average_at_start")
     return f"load average {load[0]:g} when it started" if load else "load average not recorded, heavy (other work ran)"
@@ -299,7 +309,7 @@ def main(argv=None) -> int:
     command = provenance.script_command("elastic_failures.py", sys.argv[1:] if argv is None else argv)
     meta = {**provenance.produced_by(command), "machine": provenance.machine(), "cpu_model": lscpu_model(),
             "ranks": args.ranks, "workers_per_rank": args.workers_per_rank, "kills": args.kills,
-            "workers": args.ranks * args.workers_per_rank}
+            "workers": args.ranks * args.workers_per_rank, "modes": list(args.modes)}
     runs = Path(args.out) / "runs.json"
     if args.part in ("run", "all"):
         t0 = time.time()
@@ -310,7 +320,10 @@ def main(argv=None) -> int:
             saved = json.loads(runs.read_text())
             kept = [r for r in saved["rows"] if r.get("mode", "trainer") not in args.modes]
             rows = kept + rows
-            meta = {**meta, "earlier": [saved["meta"], *saved["meta"].get("earlier", [])]} if kept else meta
+            kept_modes = {r.get("mode", "trainer") for r in kept}
+            earlier = [m for m in [saved["meta"], *saved["meta"].get("earlier", [])]
+                       if kept_modes & set(meta_modes(m))]   # only the invocations whose rows are still here
+            meta = {**meta, "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in earlier]} if kept else meta
         runs.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     else:
         saved = json.loads(runs.read_text())
