@@ -44,6 +44,17 @@ def mpirun_command(np: int, args: Sequence[str], python: Optional[str] = None, *
     return mpirun_line(request, machine)
 
 
+# what the launcher needs to treat a job the ranks spawn as `--with-ft ulfm` treats the first (docs/elastic.md)
+REPLACEMENT_MCA = ("--prtemca", "state_base_recoverable", "1", "--prtemca", "state_base_notify_errors", "1")
+
+
+def fault_tolerant(line: Sequence[str], replacements: bool = False) -> list:
+    """LINE (an mpirun line) with ULFM turned on, so that a lost rank leaves the others running
+    (`--with-ft ulfm` right after mpirun); REPLACEMENTS: also let the ranks spawn new processes that
+    survive as the first ones do (`dsgd.start(..., elastic=True, replace=True)`)."""
+    return [line[0], "--with-ft", "ulfm", *(REPLACEMENT_MCA if replacements else ()), *line[1:]]
+
+
 def mpirun_env(extra: Optional[dict] = None, threads: int = 1) -> dict:
     """Environment for an mpirun line a test writes by hand on purpose (ranks without mpi4py, say):
     root allowed, oversubscription allowed, waiting ranks yield, one thread per rank, and on this

@@ -39,8 +39,6 @@ TRAIN = ["--dataset", "fashion-mnist", "--model", "cnn", "--norm", "none", "--al
          "--log-every", "1000", "--lost-data", "reassign", "--elastic", "true"]
 QUICK = {"ranks": 2, "workers_per_rank": 2, "kills": 1, "steps": 24, "seeds": [0], "modes": ["trainer"]}
 MODES = ("trainer", "replacements")
-# the prterun settings under which a job survives its spawned processes' failures too (docs/elastic.md)
-REPLACEMENT_MCA = ["--prtemca", "state_base_recoverable", "1", "--prtemca", "state_base_notify_errors", "1"]
 
 
 def kills_for(seed: int, ranks: int, kills: int, steps: int, checkpoint_every: int) -> list:
@@ -72,8 +70,7 @@ def job_line(args, seed: int, kills: list, run_dir: Path) -> list:
     train = ["-m", "dsgd.train", *TRAIN, "--workers-per-rank", str(args.workers_per_rank), "--epochs",
              str(args.steps // spe), "--steps-per-epoch", str(spe), "--eval-every", str(args.eval_every), "--checkpoint-every",
              str(args.checkpoint_every), "--seed", str(seed), "--out", provenance.rel(run_dir)]
-    line = launcher.mpirun_command(args.ranks, train, threads=1)
-    line = [line[0], "--with-ft", "ulfm", *line[1:]]
+    line = launcher.fault_tolerant(launcher.mpirun_command(args.ranks, train, threads=1))
     if kills:
         line = ["env", f"DSGD_FAULT={fault_spec(kills)}", line[0], "-x", "DSGD_FAULT", *line[1:]]
     return line
@@ -87,8 +84,7 @@ def replacement_line(args, seed: int, kills: list, run_dir: Path) -> list:
                "--seed", str(seed), "--json", f"{provenance.rel(run_dir)}/result.json"]
     if kills:
         example += ["--kill", spec, "--replace"]
-    line = launcher.mpirun_command(args.ranks, example, threads=1)
-    return [line[0], "--with-ft", "ulfm", *REPLACEMENT_MCA, *line[1:]]
+    return launcher.fault_tolerant(launcher.mpirun_command(args.ranks, example, threads=1), replacements=True)
 
 
 def run(args) -> list:

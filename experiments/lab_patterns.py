@@ -5,6 +5,7 @@ compressed steps, on 4 namespace hosts x 1 rank at 100 Mbit/s and 1 Gbit/s.
                                               [--out runs/lab-patterns] [--quick]
     python experiments/lab_patterns.py report [--out runs/lab-patterns] [--to docs/lab-patterns]
     python experiments/lab_patterns.py all --to docs/lab-patterns
+    python experiments/lab_patterns.py run --parts compress    (only that part again; the others' numbers kept)
 
 Questions, one part each:
   train     which pattern reaches a target test accuracy first in wall time, and what does a step
@@ -140,13 +141,22 @@ def train_row(name, rate, seed, run_dir, job, algorithm) -> dict:
             "curve": [[r["step"], r["wall_s"], r["test_acc"]] for r in rows if r.get("test_acc") is not None]}
 
 
-def run(args, save) -> dict:
-    """Every job, the short parts first; SAVE(result) after each job, so a run stopped early still
-    leaves what it measured (`report` then says what is missing)."""
+PARTS = ("calibrate", "compress", "straggler", "train")
+PART_KEYS = {"calibrate": ("mix",), "compress": ("compress", "fp16"), "straggler": ("straggler",), "train": ("train",)}
+
+
+def run(args, save, kept: dict | None = None) -> dict:
+    """The jobs of every part in --parts, the short parts first; SAVE(result) after each job, so a run
+    stopped early still leaves what it measured (`report` then says what is missing). The parts not
+    asked for keep their numbers from KEPT, the result of an earlier run."""
     s, code, out = settings(args), provenance.commit(), Path(args.out)
     result = {"settings": s, "train": [], "fp16": [], "mix": {}, "compress": {}, "straggler": [], "complete": False}
+    for part in PARTS:
+        if part not in args.parts:
+            for key in PART_KEYS[part]:
+                result[key] = kept[key]
     seed = s["seeds"][0]
-    for rate in s["rates"]:
+    for rate in s["rates"] if "calibrate" in args.parts else ():
         run_dir = out / "calibrate" / rate
         mix = ["python", "-m", "dsgd.bench", "mix", "--json", "--numel", *map(str, s["mix_numel"]),
                "--topology", "ring", "complete", "--repeats", str(s["mix_repeats"]), "--warmup", "1"]
@@ -154,6 +164,7 @@ def run(args, save) -> dict:
                        f"mixing benchmark at {rate}")
         result["mix"][rate] = {"command": job["command"], "report": bench_json(run_dir, "mix")}
         save(result)
+    for rate in s["rates"] if "compress" in args.parts else ():
         run_dir = out / "compress" / rate
         comp = ["python", "-m", "dsgd.bench", "compress", "--json", "--numel", *map(str, s["compress_numel"]),
                 "--codecs", "sign", "fp16", "--topology", "ring", "--repeats", str(s["compress_repeats"])]
@@ -171,7 +182,7 @@ def run(args, save) -> dict:
     arms = {"none": [], "fixed": ["--straggler-rank", str(STRAGGLER_RANK), "--straggler-delay", str(args.delay)],
             "random": ["--straggler-rank", str(STRAGGLER_RANK), "--straggler-delay", str(args.delay),
                        "--straggler-random", "true"]}
-    for name, algorithm in STRAGGLER.items():
+    for name, algorithm in (STRAGGLER if "straggler" in args.parts else {}).items():
         flags = CONFIGS[name][1]
         for arm, extra in arms.items():
             run_dir = out / "straggler" / f"{rate}-{CONFIGS[name][0]}-{arm}"
@@ -181,7 +192,7 @@ def run(args, save) -> dict:
             row.update({"arm": arm, "delay_s": 0.0 if arm == "none" else args.delay, "random": arm == "random"})
             result["straggler"].append(row)
             save(result)
-    for seed in s["seeds"]:  # seeds outermost: a drift in the machine's load hits every configuration alike
+    for seed in s["seeds"] if "train" in args.parts else ():  # seeds outermost: load drift hits every config alike
         for rate in s["rates"]:
             for name, (slug, flags, algorithm) in CONFIGS.items():
                 run_dir = out / "train" / f"{rate}-{slug}-seed{seed}"
@@ -504,8 +515,9 @@ def report(args, res: dict, meta: dict) -> None:
         f"{provenance.provenance_line(meta)}, on `{meta['cpu_model']}` ({meta['machine']['cpus']} cores shared by "
         f"every host; 1/5/15-minute load average {load[0]:g} / {load[1]:g} / {load[2]:g} when it started). "
         f"{shared}, and every lab host runs on the same {meta['machine']['cpus']} cores, so compute per step is "
-        f"inflated and varies; read `compute` beside `comm`. The whole run took {meta.get('wall_s', 0) / 60:.1f} "
-        "minutes.", *(["", missing] if missing else []), "",
+        f"inflated and varies; read `compute` beside `comm`. The run took {meta.get('wall_s', 0) / 60:.1f} "
+        "minutes.", *(["", " ".join(earlier_parts(meta))] if earlier_parts(meta) else []),
+        *(["", missing] if missing else []), "",
         f"Every job: `launch/dsgd-lab --hosts {HOSTS} --rate RATE` around `python -m dsgd.train` on Fashion-MNIST "
         f"with the small CNN ({CNN_FLOATS:,} parameters, {4 * CNN_FLOATS / 1e6:.2f} MB), batch 32 per worker, "
         f"lr 0.05, {s['steps']} steps, BatchNorm statistics averaged at evaluation (`--bn-batches 0`; re-estimating them takes seconds per evaluation here), evaluation every {s['eval_every']} steps on the first {s['eval_samples']} "
@@ -556,6 +568,28 @@ def report(args, res: dict, meta: dict) -> None:
     print(f"report in {provenance.rel(to)}/")
 
 
+def part_stamp(meta: dict) -> dict:
+    """Where one part's numbers come from: the run's command, commit, date and load."""
+    return {"command": meta["command"], "commit": meta["commit"], "date": meta["date"],
+            "load_average_at_start": meta["machine"]["load_average_at_start"]}
+
+
+def part_provenance(meta: dict) -> dict:
+    """Each part's stamp: recorded, or for a run that ran every part, that run's own."""
+    return meta.get("parts") or {p: part_stamp(meta) for p in PARTS}
+
+
+def earlier_parts(meta: dict) -> list:
+    """One sentence per group of parts measured by an earlier run than the one that wrote META."""
+    groups = {}
+    for part, st in part_provenance(meta).items():
+        if (st["commit"], st["date"]) != (meta["commit"], meta["date"]):
+            groups.setdefault((st["command"], st["commit"], st["date"], tuple(st["load_average_at_start"])), []).append(part)
+    return [f"The {', '.join(parts)} part{'s' if len(parts) > 1 else ''} come{'' if len(parts) > 1 else 's'} from an "
+            f"earlier run: `{command}` at commit `{commit}`, {date}, load average {load[0]:g} when it started."
+            for (command, commit, date, load), parts in groups.items()]
+
+
 def args_delay(res: dict) -> str:
     arms = [r for r in res["straggler"] if r["arm"] == "fixed"]
     return f"{arms[0]['delay_s']:g}" if arms else "?"
@@ -578,18 +612,30 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "runs" / "lab-patterns"))
     ap.add_argument("--to", help="where README.md, results.json and the plot go (default: --out)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per lab job")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="run only these parts; the others keep their numbers from --out's runs.json")
     args = ap.parse_args(argv)
     command = provenance.script_command("lab_patterns.py", sys.argv[1:] if argv is None else argv)
     meta = {**provenance.produced_by(command), "machine": provenance.machine(), "cpu_model": lscpu_model()}
     runs = Path(args.out) / "runs.json"
     if args.part in ("run", "all"):
+        kept, earlier = None, {}
+        if set(args.parts) != set(PARTS):
+            if not runs.is_file():
+                ap.error(f"--parts keeps the other parts' numbers from {runs}, which does not exist: run every part first")
+            saved = json.loads(runs.read_text())
+            kept, earlier = saved["result"], part_provenance(saved["meta"])
+            if kept["settings"] != settings(args):
+                ap.error(f"--parts: these settings differ from those of the run in {runs}; run every part again")
+        stamp = part_stamp(meta)
+        meta["parts"] = {p: stamp if p in args.parts else earlier[p] for p in PARTS}
         t0 = time.time()
         runs.parent.mkdir(parents=True, exist_ok=True)
 
         def save(result):
             meta["wall_s"] = time.time() - t0
             runs.write_text(json.dumps({"meta": meta, "result": result}, indent=1) + "\n")
-        res = run(args, save)
+        res = run(args, save, kept)
         save(res)
     else:  # the numbers keep the provenance of the run that made them
         saved = json.loads(runs.read_text())

@@ -39,6 +39,11 @@ mpirun_env = launcher.mpirun_env
 mpirun_command = launcher.mpirun_command
 
 
+def with_ft(np: int, args: list, replacements: bool = False) -> list:
+    """The suite's mpirun line (one thread per rank) with ULFM on; REPLACEMENTS: spawned ranks too."""
+    return launcher.fault_tolerant(mpirun_command(np, args, threads=1), replacements)
+
+
 class Batch:
     """Programs run several to a job: one `mpirun` per rank count runs every program of that count in
     turn (tests/mpi/programs/batch.py), so ranks start once per job rather than once per program.

@@ -27,9 +27,7 @@ FLAGS = ["--dataset", "synthetic", "--model", "mlp", "--algorithm", "dsgd", "--t
 
 
 def _mpirun(np: int, args: list, ulfm: bool, env: dict | None = None, timeout: float = 120):
-    line = mpi_harness.mpirun_command(np, args, threads=1)
-    if ulfm:
-        line = [line[0], "--with-ft", "ulfm", *line[1:]]
+    line = mpi_harness.with_ft(np, args) if ulfm else mpi_harness.mpirun_command(np, args, threads=1)
     if env:
         line = [line[0], *[x for k in env for x in ("-x", k)], *line[1:]]
     try:

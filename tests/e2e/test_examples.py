@@ -65,11 +65,9 @@ def test_your_own_elastic_loop_loses_a_rank_gets_a_replacement_and_still_learns(
     import json
 
     from dsgd import launcher
-    line = mpi_harness.mpirun_command(3, [str(REPO / "examples" / "elastic_training.py"), "--steps", "24",
-                                          "--eval-every", "24", "--eval-samples", "500", "--kill", "1@6", "--replace",
-                                          "--json", str(tmp_path / "result.json")], threads=1)
-    line = [line[0], "--with-ft", "ulfm", "--prtemca", "state_base_recoverable", "1", "--prtemca",
-            "state_base_notify_errors", "1", *line[1:]]
+    line = mpi_harness.with_ft(3, [str(REPO / "examples" / "elastic_training.py"), "--steps", "24",
+                                   "--eval-every", "24", "--eval-samples", "500", "--kill", "1@6", "--replace",
+                                   "--json", str(tmp_path / "result.json")], replacements=True)
     try:
         res = launcher.execute(line, timeout=240, cwd=REPO)
     except TimeoutError as e:

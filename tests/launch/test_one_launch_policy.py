@@ -65,6 +65,15 @@ def test_the_api_oversubscribes_more_ranks_than_cores_and_shows_it():
     assert "--map-by" in api_line(8, TRAIN) and "slot:PE=1" in api_line(8, TRAIN)
 
 
+def test_a_fault_tolerant_line_turns_ulfm_on_right_after_mpirun_and_keeps_the_rest():
+    line = api_line(4, TRAIN)
+    assert launcher.fault_tolerant(line) == [line[0], "--with-ft", "ulfm", *line[1:]]
+    spawned = launcher.fault_tolerant(line, replacements=True)
+    assert spawned[:3] == [line[0], "--with-ft", "ulfm"] and spawned[-len(line) + 1:] == line[1:]
+    assert " ".join(spawned[3:-len(line) + 1]) == \
+        "--prtemca state_base_recoverable 1 --prtemca state_base_notify_errors 1"
+
+
 def test_python_m_dsgd_launcher_is_the_same_command_line(hostfile):
     args = ["--dry-run", "--hostfile", hostfile, "--per-node", "2", "--", "python", *TRAIN]
     res = run_with_timeout([sys.executable, "-m", "dsgd.launcher", *args], timeout=30, env=launch_env(ENV))

@@ -21,18 +21,12 @@ ROUND_OFF = {"csgd": "average", "powersgd": "average", "qsr": "average"}   # ave
 RULES = len(BIT_FOR_BIT) + len(ROUND_OFF)
 
 
-def with_ft(np: int, args: list) -> list:
-    """The suite's mpirun line with ULFM turned on (`--with-ft ulfm` right after mpirun)."""
-    line = mpi_harness.mpirun_command(np, args, threads=1)
-    return [line[0], "--with-ft", "ulfm", *line[1:]]
-
-
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
     stamp = tmp_path_factory.mktemp("elastic") / "kill.txt"
     t0 = time.monotonic()
     try:
-        res = launcher.execute(with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,0@8",
+        res = launcher.execute(mpi_harness.with_ft(4, [P("elastic_kill.py"), "--workers-per-rank", "2", "--kill", "2@5,0@8",
                                            "--stamp", str(stamp)]), timeout=120, cwd=mpi_harness.REPO)
     except TimeoutError as e:
         raise AssertionError(str(e)) from None
@@ -89,7 +83,7 @@ def test_rules_averaged_by_allreduce_equal_the_reference_to_round_off(killed, ru
 
 
 def test_the_overhead_benchmark_reports_both_sides_and_the_time_from_a_kill_to_the_next_step():
-    res = launcher.execute(with_ft(2, ["-m", "dsgd.bench", "elastic", "--topology", "complete", "--repeats", "3",
+    res = launcher.execute(mpi_harness.with_ft(2, ["-m", "dsgd.bench", "elastic", "--topology", "complete", "--repeats", "3",
                                        "--warmup", "1", "--kill", "--json"]),
                            timeout=90, cwd=mpi_harness.REPO)
     assert res.returncode == 0, res.stdout[-3000:]

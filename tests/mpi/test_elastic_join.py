@@ -13,22 +13,13 @@ from dsgd import launcher
 
 P = mpi_harness.program
 
-# what the launcher needs to treat a spawned job as `--with-ft ulfm` treats the first (docs/elastic.md)
-SPAWNED_FT = ["--prtemca", "state_base_recoverable", "1", "--prtemca", "state_base_notify_errors", "1"]
-
-
-def with_ft_and_replacements(np: int, args: list) -> list:
-    line = mpi_harness.mpirun_command(np, args, threads=1)
-    return [line[0], "--with-ft", "ulfm", *SPAWNED_FT, *line[1:]]
-
-
 @pytest.fixture(scope="module")
 def joined(tmp_path_factory):
     stamp = tmp_path_factory.mktemp("elastic-join") / "kill"
     t0 = time.monotonic()
     try:
-        res = launcher.execute(with_ft_and_replacements(3, [P("elastic_join.py"), "--ranks", "3", "--kill", "r1@4,j1@7",
-                                                            "--stamp", str(stamp)]),
+        res = launcher.execute(mpi_harness.with_ft(3, [P("elastic_join.py"), "--ranks", "3", "--kill", "r1@4,j1@7",
+                                                      "--stamp", str(stamp)], replacements=True),
                                timeout=150, cwd=mpi_harness.REPO)
     except TimeoutError as e:
         raise AssertionError(str(e)) from None
