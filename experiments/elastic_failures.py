@@ -214,6 +214,17 @@ def table(rows: list, workers: int) -> list:
     return out
 
 
+def merge(saved: dict, rows: list, meta: dict) -> tuple:
+    """This invocation's ROWS and META after an earlier one's SAVED runs.json: the earlier rows of the
+    modes not run again stay, and so do the provenance records of the invocations they came from."""
+    kept = [r for r in saved["rows"] if r.get("mode", "trainer") not in meta_modes(meta)]
+    if not kept:
+        return rows, meta
+    kept_modes = {r.get("mode", "trainer") for r in kept}
+    earlier = [m for m in [saved["meta"], *saved["meta"].get("earlier", [])] if kept_modes & set(meta_modes(m))]
+    return kept + rows, {**meta, "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in earlier]}
+
+
 def meta_modes(meta: dict) -> list:
     """The modes an invocation ran: recorded, or read back from its command line."""
     if "modes" in meta:
@@ -313,13 +324,7 @@ def main(argv=None) -> int:
         meta["wall_s"] = time.time() - t0
         runs.parent.mkdir(parents=True, exist_ok=True)
         if runs.is_file():   # rows of the other mode, from an earlier run of the script, stay
-            saved = json.loads(runs.read_text())
-            kept = [r for r in saved["rows"] if r.get("mode", "trainer") not in args.modes]
-            rows = kept + rows
-            kept_modes = {r.get("mode", "trainer") for r in kept}
-            earlier = [m for m in [saved["meta"], *saved["meta"].get("earlier", [])]
-                       if kept_modes & set(meta_modes(m))]   # only the invocations whose rows are still here
-            meta = {**meta, "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in earlier]} if kept else meta
+            rows, meta = merge(json.loads(runs.read_text()), rows, meta)
         runs.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     else:
         saved = json.loads(runs.read_text())
