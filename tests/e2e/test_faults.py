@@ -31,8 +31,8 @@ def _rank_pid(out, rank):
 
 
 def test_kill_9_of_one_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path):
-    flags = [*FAST, "--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", "40", "--eval-every", "40",
-             "--checkpoint-every", "4", "--keep-checkpoints", "2", "--eval-samples", "500"]
+    flags = [*FAST, "--model", "mlp", "--algorithm", "dsgd", "--topology", "ring", "--steps-per-epoch", "40",
+             "--eval-every", "40", "--checkpoint-every", "4", "--keep-checkpoints", "2", "--eval-samples", "500"]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     cmd = launcher.mpirun_command(4, ["-m", "dsgd.train", *flags, "--out", str(killed)])
     proc = subprocess.Popen(cmd, env=launcher.mpirun_env(), cwd=launcher.REPO, stdout=subprocess.PIPE,

@@ -14,10 +14,13 @@ from dsgd import launcher
 from trainer import FAST, TINY, latest_step, train, train_here, worker_params
 
 # The signal goes out within about 10 ms of the step-0 checkpoint, when every rank has its handler;
-# 300 steps of 4 ranks take far longer even on a fast idle machine (one MLP step alone is about 0.6 ms).
+# 300 steps of 2 ranks take far longer even on a fast idle machine (one MLP step alone is about 0.6 ms).
 STEPS = 300
 FLAGS = [*FAST, *TINY, "--algorithm", "dsgd", "--topology", "ring", "--momentum", "0.9", "--steps-per-epoch", "60",
          "--epochs", "5", "--eval-every", str(STEPS), "--eval-samples", "500", "--log-every", "100000"]
+
+
+TWO_PER_RANK = ["--workers-per-rank", "2"]  # 2 ranks x 2 workers: a ring of 4
 
 
 def rank_pid(out, rank):
@@ -30,8 +33,8 @@ def rank_pid(out, rank):
 def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exactly(tmp_path):
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
     # a plain mpirun, as Slurm users start it: no `python -m mpi4py`
-    cmd = ["mpirun", "-np", "4", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "dsgd.train", *FLAGS,
-           "--out", str(stopped), "--resume", "auto"]
+    cmd = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "dsgd.train", *FLAGS,
+           *TWO_PER_RANK, "--out", str(stopped), "--resume", "auto"]
     proc = subprocess.Popen(cmd, env=launcher.mpirun_env(), cwd=launcher.REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -39,7 +42,7 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
         while not (stopped / "checkpoints" / "latest.json").exists():  # step 0 is saved before training
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
             time.sleep(0.01)
-        os.kill(rank_pid(stopped, 2), signal.SIGTERM)
+        os.kill(rank_pid(stopped, 1), signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -52,7 +55,8 @@ def test_sigterm_to_one_rank_checkpoints_that_step_and_resume_auto_continues_exa
     assert lines == [f"dsgd.train: stopped by SIGTERM at step {step}; checkpoint {stopped}/checkpoints/"
                      f"step-{step:08d} (resume with --resume {stopped})"], out[-3000:]
     # requeued: the same command line continues from that checkpoint
-    mpi_harness.run_ok(4, ["-m", "dsgd.train", *FLAGS, "--out", str(stopped), "--resume", "auto"], timeout=300)
+    mpi_harness.run_ok(2, ["-m", "dsgd.train", *FLAGS, *TWO_PER_RANK, "--out", str(stopped), "--resume", "auto"],
+                       timeout=300)
     train_here(4, whole, *FLAGS)  # the same 4 workers in this process (FAST again after FLAGS' own copy)
     assert torch.equal(worker_params(stopped), worker_params(whole))
 
@@ -62,8 +66,9 @@ def test_sigusr1_to_mpirun_stops_every_rank_at_one_checkpointed_step(tmp_path):
     itself ends the job about a second later, before the ranks reach a step boundary: send SIGUSR1
     to mpirun, or SIGTERM to the ranks, as srun and scancel do.)"""
     stopped = tmp_path / "stopped"
-    proc = subprocess.Popen(launcher.mpirun_command(4, ["-m", "dsgd.train", *FLAGS, "--out", str(stopped)],
-                                                    oversubscribe=True),
+    line = launcher.mpirun_command(2, ["-m", "dsgd.train", *FLAGS, *TWO_PER_RANK, "--out", str(stopped)],
+                                   oversubscribe=True)
+    proc = subprocess.Popen(line,
                             cwd=launcher.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -83,9 +88,9 @@ def test_sigusr1_to_mpirun_stops_every_rank_at_one_checkpointed_step(tmp_path):
     assert proc.returncode == 4, out[-3000:]
     assert 0 < step < STEPS and took < 60, (step, took)
     assert f"dsgd.train: stopped by SIGUSR1 at step {step}; checkpoint {stopped}/checkpoints/step-{step:08d}" in out
-    for rank in range(4):  # every rank wrote its part of that checkpoint
+    for rank in range(2):  # every rank wrote its part of that checkpoint
         assert (stopped / "checkpoints" / f"step-{step:08d}" / f"rank{rank}.pt").is_file()
-    mpi_harness.run_ok(4, ["-m", "dsgd.train", "--out", str(stopped), "--resume", "auto"], timeout=300)
+    mpi_harness.run_ok(2, ["-m", "dsgd.train", "--out", str(stopped), "--resume", "auto"], timeout=300)
     assert latest_step(stopped) == STEPS
 
 
