@@ -555,7 +555,7 @@ def report(args, res: dict, meta: dict) -> None:
         "settings). The benchmark rows are `dsgd.bench compress --topology ring --codecs sign fp16` under the lab: "
         "one CHOCO-style compressed exchange (encode, send, decode) against the dense ring mixing step, the "
         "slowest rank's median.", "", *comp, "", *v["compress"], "", "WHY_COMPRESS", "",
-        "## Commands", "", "```bash", meta["command"], *([meta["report_command"]] if "report_command" in meta else []),
+        "## Commands", "", "```bash", *earlier_commands(meta), meta["command"], *([meta["report_command"]] if "report_command" in meta else []),
         "```", "",
         "Each part's lab command is in results.json (`runs`), with every job's own command line."]
     why = Path(args.notes) if args.notes else None
@@ -588,6 +588,13 @@ def earlier_parts(meta: dict) -> list:
     return [f"The {', '.join(parts)} part{'s' if len(parts) > 1 else ''} come{'' if len(parts) > 1 else 's'} from an "
             f"earlier run: `{command}` at commit `{commit}`, {date}, load average {load[0]:g} when it started."
             for (command, commit, date, load), parts in groups.items()]
+
+
+def earlier_commands(meta: dict) -> list:
+    """The commands of the earlier runs whose parts this report still shows, oldest first."""
+    stamps = sorted((st["date"], st["command"]) for st in part_provenance(meta).values()
+                    if (st["commit"], st["date"]) != (meta["commit"], meta["date"]))
+    return list(dict.fromkeys(command for _, command in stamps))
 
 
 def args_delay(res: dict) -> str:
