@@ -158,8 +158,9 @@ def verdict(summary: dict, rows: list) -> list:
         lines.append(f"{len(bad)} of {len(rows)} runs ended with a non-zero exit status although they reached their "
                      f"last step (the note below the table).")
     if summary["joins"]:
-        lines.append(f"{summary['joins']} replacements joined, each within {summary['join_s_max']:.1f} s of its "
-                     f"spawn (mostly the new process's start-up), and the runs ended with every rank back.")
+        lines.append(f"{summary['joins']} joins brought replacements in (a join takes every process started after "
+                     f"one loss, one per lost rank), each within {summary['join_s_max']:.1f} s of its spawn (mostly "
+                     f"the new processes' start-up), and the runs ended with every rank back.")
     if u["runs"] > 1:
         size = "within" if abs(gap) <= 2 * spread else "outside"
         lines.append(f"Final test accuracy: {f['test_acc_mean']:.4f} ± {f['test_acc_std']:.4f} with failures against "
