@@ -18,9 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the library's test models
 import dsgd  # noqa: E402
-from library_models import LR0, LeastSquares, lr, lsq  # noqa: E402
-
-STEPS = 12
+from elastic_reference import STEPS, train, wrap  # noqa: E402,F401  (the same loop and wrapping)
+from library_models import LR0, LeastSquares, lsq  # noqa: E402
 
 
 def cases():
@@ -31,24 +30,6 @@ def cases():
         "push-sum": (dsgd.algorithms.push_sum, 0.0, "directed-exponential"),
         "choco": (lambda spec: dsgd.algorithms.choco(spec, "sign", 0.4, seed=7), 0.0, "ring"),
     }
-
-
-def wrap(world, models, momentum, algorithm, optimizers=None):
-    optimizers = optimizers or [torch.optim.SGD(m.parameters(), lr=LR0, momentum=momentum) for m in models]
-    return dsgd.DecentralizedOptimizer(optimizers, models, algorithm, world, broadcast=False, bucket_bytes=32)
-
-
-def train(opt, models, first: int, last: int, before_step=None) -> None:
-    """Steps FIRST..LAST-1 of the user's loop at lr(t); BEFORE_STEP(t) runs first at each (a kill)."""
-    for t in range(first, last):
-        if before_step is not None:
-            before_step(t)
-        for g in opt.param_groups:
-            g["lr"] = lr(t)
-        opt.zero_grad()
-        for m in models:
-            m().backward()
-        opt.step()
 
 
 def reference(name: str, n: int, changes, problem_seed: int = 3, steps: int = STEPS):
