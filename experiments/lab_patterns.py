@@ -505,6 +505,7 @@ def report(args, res: dict, meta: dict) -> None:
     shared = ("The CPU was shared: other work ran on the machine during the measurement"
               if load[0] >= 2.5 else "The machine was otherwise quiet when it started")
     first = (res["train"] or res["fp16"] or res["straggler"])[0]
+    earlier = earlier_parts(meta)
     seeds_done = sorted({r["seed"] for r in res["train"]})
     missing = "" if res.get("complete", True) else (
         f"**This run was stopped before its end** (the time it was given ran out); what it measured is below: "
@@ -516,7 +517,7 @@ def report(args, res: dict, meta: dict) -> None:
         f"every host; 1/5/15-minute load average {load[0]:g} / {load[1]:g} / {load[2]:g} when it started). "
         f"{shared}, and every lab host runs on the same {meta['machine']['cpus']} cores, so compute per step is "
         f"inflated and varies; read `compute` beside `comm`. The run took {meta.get('wall_s', 0) / 60:.1f} "
-        "minutes.", *(["", " ".join(earlier_parts(meta))] if earlier_parts(meta) else []),
+        "minutes.", *(["", " ".join(earlier)] if earlier else []),
         *(["", missing] if missing else []), "",
         f"Every job: `launch/dsgd-lab --hosts {HOSTS} --rate RATE` around `python -m dsgd.train` on Fashion-MNIST "
         f"with the small CNN ({CNN_FLOATS:,} parameters, {4 * CNN_FLOATS / 1e6:.2f} MB), batch 32 per worker, "
@@ -579,12 +580,17 @@ def part_provenance(meta: dict) -> dict:
     return meta.get("parts") or {p: part_stamp(meta) for p in PARTS}
 
 
+def earlier_stamps(meta: dict) -> dict:
+    """part -> stamp, for the parts measured by an earlier run than the one that wrote META."""
+    return {part: st for part, st in part_provenance(meta).items()
+            if (st["commit"], st["date"]) != (meta["commit"], meta["date"])}
+
+
 def earlier_parts(meta: dict) -> list:
     """One sentence per group of parts measured by an earlier run than the one that wrote META."""
     groups = {}
-    for part, st in part_provenance(meta).items():
-        if (st["commit"], st["date"]) != (meta["commit"], meta["date"]):
-            groups.setdefault((st["command"], st["commit"], st["date"], tuple(st["load_average_at_start"])), []).append(part)
+    for part, st in earlier_stamps(meta).items():
+        groups.setdefault((st["command"], st["commit"], st["date"], tuple(st["load_average_at_start"])), []).append(part)
     return [f"The {', '.join(parts)} part{'s' if len(parts) > 1 else ''} come{'' if len(parts) > 1 else 's'} from an "
             f"earlier run: `{command}` at commit `{commit}`, {date}, load average {load[0]:g} when it started."
             for (command, commit, date, load), parts in groups.items()]
@@ -592,8 +598,7 @@ def earlier_parts(meta: dict) -> list:
 
 def earlier_commands(meta: dict) -> list:
     """The commands of the earlier runs whose parts this report still shows, oldest first."""
-    stamps = sorted((st["date"], st["command"]) for st in part_provenance(meta).values()
-                    if (st["commit"], st["date"]) != (meta["commit"], meta["date"]))
+    stamps = sorted((st["date"], st["command"]) for st in earlier_stamps(meta).values())
     return list(dict.fromkeys(command for _, command in stamps))
 
 
