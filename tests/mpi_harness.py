@@ -45,34 +45,38 @@ def with_ft(np: int, args: list, replacements: bool = False) -> list:
 
 
 class Batch:
-    """Programs run several to a job: one `mpirun` per rank count runs every program of that count in
-    turn (tests/mpi/programs/batch.py), so ranks start once per job rather than once per program.
+    """Programs run several to a job: one `mpirun` of as many ranks as the largest program needs runs
+    every program in turn (tests/mpi/programs/batch.py), each on the job's first N ranks in a world of
+    its own, so ranks start once per test file rather than once per program or rank count. Programs
+    run by rank count, then in the order listed (programs of one count share a torch.distributed group).
 
     JOBS maps a key to (np, args) as `run` takes them; `output(key)` is that program's stdout and
-    stderr, rank 0's first, running its job on first use. A program that fails ends its job: every
-    program of the job not yet finished fails its test with the job's output."""
+    stderr, rank 0's first, running the job on first use. A program that fails ends the job: every
+    program not yet finished fails its test with the job's output."""
 
     def __init__(self, jobs: dict, timeout: float = 600):
         self.jobs, self.timeout, self.results = dict(jobs), timeout, {}
 
     def output(self, key) -> str:
-        np, _ = self.jobs[key]
         if key not in self.results:
-            self._run(np)
+            self._run()
         ok, text = self.results[key]
         assert ok, text
         return text
 
-    def _run(self, np: int) -> None:
-        keys = [k for k, (n, _) in self.jobs.items() if n == np]
+    def _run(self) -> None:
+        keys = sorted(self.jobs, key=lambda k: self.jobs[k][0])
+        size = max(n for n, _ in self.jobs.values())
         with tempfile.TemporaryDirectory(prefix="mpi-batch-") as tmp:
             spec = Path(tmp) / "spec.json"
-            spec.write_text(json.dumps({"dir": tmp, "programs": [list(self.jobs[k][1]) for k in keys]}))
-            res = run(np, [program("batch.py"), str(spec)], timeout=self.timeout)
+            spec.write_text(json.dumps({"dir": tmp, "programs": [[self.jobs[k][0], list(self.jobs[k][1])]
+                                                                 for k in keys]}))
+            res = run(size, [program("batch.py"), str(spec)], timeout=self.timeout)
             for i, key in enumerate(keys):
+                np = self.jobs[key][0]
                 done = all((Path(tmp) / f"{i}.rank{r}.done").is_file() for r in range(np))
                 text = "".join((Path(tmp) / f"{i}.rank{r}.txt").read_text() for r in range(np)
                                if (Path(tmp) / f"{i}.rank{r}.txt").is_file())
                 self.results[key] = (done, text if done else
-                                     f"mpirun -np {np} (a batch) failed with {res.returncode} before "
-                                     f"{' '.join(self.jobs[key][1])} finished:\n{res.stdout[-6000:]}")
+                                     f"mpirun -np {size} (a batch) failed with {res.returncode} before "
+                                     f"{' '.join(self.jobs[key][1])} ({np} ranks) finished:\n{res.stdout[-6000:]}")

@@ -20,14 +20,16 @@ def test_failing_rank_aborts_the_job_promptly():
     assert time.monotonic() - t0 < 30
 
 
-def test_a_batch_gives_each_program_its_own_output_and_a_failure_fails_what_did_not_finish():
+def test_a_batch_gives_each_program_its_own_world_and_output_and_a_failure_fails_what_did_not_finish():
     batch = mpi_harness.Batch({
         "first": (3, [mpi_harness.program("smoke_allreduce.py")]),
+        "two": (2, [mpi_harness.program("smoke_allreduce.py")]),  # on 2 of the job's 3 ranks, a world of 2
+        "one": (1, [mpi_harness.program("smoke_allreduce.py")]),
         "fails": (3, [mpi_harness.program("fail_on_rank1.py")]),
         "after": (3, [mpi_harness.program("smoke_allreduce.py")]),
-        "two": (2, [mpi_harness.program("smoke_allreduce.py")]),
     }, timeout=60)
-    assert "smoke ok 3" in batch.output("first") and "smoke ok 2" in batch.output("two")
+    assert "smoke ok 3" in batch.output("first")
+    assert "smoke ok 2" in batch.output("two") and "smoke ok 1" in batch.output("one")
     for key in ("fails", "after"):
         with pytest.raises(AssertionError, match="deliberate failure on rank 1"):
             batch.output(key)

@@ -5,11 +5,16 @@ import pytest
 
 import mpi_harness
 
+LAYOUTS = [(4, 1, "mpi,torch"), (2, 2, "mpi,torch"), (1, 4, "self")]
 
-@pytest.mark.parametrize("np_, k, backends", [
-    (4, 1, "mpi,torch"), (2, 2, "mpi,torch"), (1, 4, "self"),
-])
-def test_rules_match_their_numpy_recursions(np_, k, backends):
-    out = mpi_harness.run_ok(np_, [mpi_harness.program("rule_oracle.py"), "--backends", backends,
-                                   "--workers-per-rank", str(k)], timeout=300)
-    assert "rules ok" in out
+
+@pytest.fixture(scope="module")
+def jobs():
+    return mpi_harness.Batch({(np_, k, b): (np_, [mpi_harness.program("rule_oracle.py"), "--backends", b,
+                                                  "--workers-per-rank", str(k)]) for np_, k, b in LAYOUTS},
+                             timeout=400)
+
+
+@pytest.mark.parametrize("np_, k, backends", LAYOUTS)
+def test_rules_match_their_numpy_recursions(jobs, np_, k, backends):
+    assert "rules ok" in jobs.output((np_, k, backends))
