@@ -22,11 +22,20 @@ KINDS = {"complete": "average", "ring": "average", "exponential": "average", "on
          "identity": "identity"}
 BUFFERS_SENT = {"average": 1, "sparse": 1, "identity": 0}
 NUMELS = [8, 3]
+PIPELINED = [(3, 1), (4, 2)]
+JOBS = {"mix": (3, ["-m", "dsgd.bench", "mix", "--backend", "torch", "--numel", str(NUMELS[0]), "--numel",
+                    str(NUMELS[1]), "--repeats", "1", "--warmup", "0", "--json"]),
+        **{("pipelined", np_, threads): (np_, [mpi_harness.program("mix_pipelined_bitwise.py"), "--threads",
+                                               str(threads)]) for np_, threads in PIPELINED}}
 
 
-def test_three_ranks_over_torch_measure_every_topology_but_the_torus_at_every_size():
-    out = mpi_harness.run_ok(3, ["-m", "dsgd.bench", "mix", "--backend", "torch", "--numel", str(NUMELS[0]),
-                                 "--numel", str(NUMELS[1]), "--repeats", "1", "--warmup", "0", "--json"], timeout=180)
+@pytest.fixture(scope="module")
+def jobs():
+    return mpi_harness.Batch(JOBS, timeout=400)  # all in one mpirun
+
+
+def test_three_ranks_over_torch_measure_every_topology_but_the_torus_at_every_size(jobs):
+    out = jobs.output("mix")
     reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(reports) == 1, f"expected one JSON object from rank 0:\n{out[-4000:]}"
     report = reports[0]
@@ -50,9 +59,8 @@ def test_three_ranks_over_torch_measure_every_topology_but_the_torus_at_every_si
     assert any(note.startswith("gbps") for note in report["notes"])
 
 
-@pytest.mark.parametrize("np_, threads", [(3, 1), (4, 2)])
-def test_pipelined_sparse_mixing_is_bitwise_the_unchunked_step(np_, threads):
+@pytest.mark.parametrize("np_, threads", PIPELINED)
+def test_pipelined_sparse_mixing_is_bitwise_the_unchunked_step(jobs, np_, threads):
     # The pipelined combine was added to Mixer for this benchmark; it must not change results.
-    out = mpi_harness.run_ok(np_, [mpi_harness.program("mix_pipelined_bitwise.py"), "--threads", str(threads)],
-                             timeout=240)
+    out = jobs.output(("pipelined", np_, threads))
     assert "pipelined bitwise ok" in out

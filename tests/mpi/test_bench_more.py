@@ -37,6 +37,18 @@ def bench(*args: str, timeout: float = 300) -> dict:
     return one_report(res.stdout)
 
 
+# the multi-rank benchmarks that succeed, in one mpirun (mpi_harness.Batch)
+JOBS = {"peers": (2, ["-m", "dsgd.bench", "peers", "--repeats", "1", "--warmup", "0", "--json"]),
+        "compress": (4, ["-m", "dsgd.bench", "compress", "--numel", "1000", "--repeats", "1", "--json"]),
+        "postlocal": (2, ["-m", "dsgd.bench", "library", "--vs", "postlocal", "--repeats", "2", "--warmup", "0",
+                          "--json"])}
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    return mpi_harness.Batch(JOBS, timeout=400)
+
+
 def positive(*values) -> bool:
     return all(isinstance(v, (int, float)) and v > 0 for v in values)
 
@@ -77,10 +89,8 @@ def test_overhead_reports_the_ratio_of_two_positive_step_times():
     assert r["met"] == (r["ratio"] <= 1.05)
 
 
-def test_peers_on_two_ranks_compares_every_side():
-    out = mpi_harness.run_ok(2, ["-m", "dsgd.bench", "peers", "--repeats", "1", "--warmup", "0", "--json"],
-                             timeout=300)
-    r = one_report(out)
+def test_peers_on_two_ranks_compares_every_side(jobs):
+    r = one_report(jobs.output("peers"))
     assert (r["benchmark"], r["world_size"], r["local_steps"], r["repeats"], r["warmup"]) == ("peers", 2, 4, 1, 0)
     assert [x["name"] for x in r["results"]] == PEER_SIDES
     assert all(positive(x["step_s"], x["samples_per_s"]) for x in r["results"])
@@ -118,10 +128,8 @@ def test_scaling_driver_runs_one_job_per_size():
     assert two["efficiency"] == pytest.approx(two["samples_per_s"] / (2 * one["samples_per_s"]))
 
 
-def test_compression_benchmark_reports_every_codec_beside_the_dense_step():
-    out = mpi_harness.run_ok(4, ["-m", "dsgd.bench", "compress", "--numel", "1000", "--repeats", "1", "--json"],
-                             timeout=300)
-    report = one_report(out)
+def test_compression_benchmark_reports_every_codec_beside_the_dense_step(jobs):
+    report = one_report(jobs.output("compress"))
     assert (report["world_size"], report["topology"]) == (4, "ring")
     assert [r["codec"] for r in report["results"]] == CODECS
     for r in report["results"]:
@@ -152,10 +160,8 @@ def test_library_wrapper_against_bare_torch_optim_on_one_rank():
     assert positive(r["dsgd_s"], r["peer_s"]) and r["ratio"] == pytest.approx(r["dsgd_s"] / r["peer_s"])
 
 
-def test_library_local_sgd_against_postlocal_sgd_optimizer_on_two_ranks():
-    out = mpi_harness.run_ok(2, ["-m", "dsgd.bench", "library", "--vs", "postlocal", "--repeats", "2", "--warmup",
-                                 "0", "--json"], timeout=120)
-    r = one_report(out)
+def test_library_local_sgd_against_postlocal_sgd_optimizer_on_two_ranks(jobs):
+    r = one_report(jobs.output("postlocal"))
     assert (r["vs"], r["ranks"], r["target"]) == ("postlocal", 2, 1.0)
     assert "PostLocalSGDOptimizer" in r["peer_side"] and positive(r["dsgd_s"], r["peer_s"])
 

@@ -8,7 +8,19 @@ checked without ranks in tests/unit/test_bench_{seam,hand}_report.py and test_be
 """
 import json
 
+import pytest
+
 import mpi_harness
+
+JOBS = {"seam": (2, ["-m", "dsgd.bench", "seam", "--workers", "8", "16", "--plan-ranks", "4", "--numel", "10",
+                     "--repeats", "1", "--warmup", "0", "--json"]),
+        "hand": (3, ["-m", "dsgd.bench", "hand", "--numel", "100", "--repeats", "1", "--warmup", "0", "--profile", "1",
+                     "--json"])}
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    return mpi_harness.Batch(JOBS, timeout=300)  # both in one mpirun
 
 
 def report_of(out):
@@ -17,11 +29,9 @@ def report_of(out):
     return reports[0]
 
 
-def test_seam_reports_planning_and_mixing_per_worker_count():
+def test_seam_reports_planning_and_mixing_per_worker_count(jobs):
     # --plan-ranks 4 on 2 ranks: planning's workers per rank (n / 4) and mixing's (n / 2) differ
-    out = mpi_harness.run_ok(2, ["-m", "dsgd.bench", "seam", "--workers", "8", "16", "--plan-ranks", "4",
-                                 "--numel", "10", "--repeats", "1", "--warmup", "0", "--json"], timeout=180)
-    report = report_of(out)
+    report = report_of(jobs.output("seam"))
     assert (report["benchmark"], report["world_size"], report["numel"]) == ("seam", 2, 10)
     rows = [(r["topology"], r["n"]) for r in report["results"]]
     assert rows == [("ring", 8), ("ring", 16), ("one-peer-exponential", 8), ("one-peer-exponential", 16)]
@@ -35,10 +45,8 @@ def test_seam_reports_planning_and_mixing_per_worker_count():
     assert all(g["n"] == [8, 16] for g in report["growth"].values())
 
 
-def test_hand_written_step_computes_what_dsgd_computes():
-    out = mpi_harness.run_ok(3, ["-m", "dsgd.bench", "hand", "--numel", "100", "--repeats", "1", "--warmup", "0",
-                                 "--profile", "1", "--json"], timeout=180)
-    report = report_of(out)
+def test_hand_written_step_computes_what_dsgd_computes(jobs):
+    report = report_of(jobs.output("hand"))
     assert report["world_size"] == 3
     assert [(r["topology"], r["kind"], r["numel"]) for r in report["results"]] == \
         [("ring", "average", 100), ("one-peer-exponential", "sparse", 100), ("complete", "average", 100)]
