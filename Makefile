@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test quick bench lint
+.PHONY: install bytecode demo test quick bench lint
 
 $(VENV)/.installed: setup.py scripts/install.sh
 	DSGD_TEST_TOOLS=1 bash scripts/install.sh $(VENV)
@@ -17,17 +17,22 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m dsgd.demo $(DEMO_ARGS)
 
+# The repository's modules compiled once before a run: every rank a test starts imports dsgd, and
+# where PYTHONDONTWRITEBYTECODE is set nothing caches them, so each process would compile them again.
+bytecode: install
+	@$(PY) -m compileall -q -j 0 dsgd topologies tests experiments examples launch
+
 # Test files run on TEST_WORKERS processes side by side (a file's tests stay together, so its
 # module fixtures run once); the ranks a test starts wait in MPI often enough to share the cores.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -x --timeout=600 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Both print their wall time last (a failing run too), so a slow change shows at once.
-test: install
+test: bytecode
 	@start=$$(date +%s); $(PYTEST) --durations=25 tests; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; exit $$status
 
-quick: install
+quick: bytecode
 	@start=$$(date +%s); $(PYTEST) --durations=10 tests/unit tests/inprocess; status=$$?; \
 	echo "make quick: $$(( $$(date +%s) - start )) s wall (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; exit $$status
 
