@@ -14,9 +14,9 @@ def files(out):
     return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
 
 
-def test_a_two_rank_run_over_a_four_rank_run_is_refused_or_replaces_it_whole(tmp_path):
+def test_a_two_rank_run_over_a_three_rank_run_is_refused_or_replaces_it_whole(tmp_path):
     out = tmp_path / "run"
-    log = train(4, out, *SHORT, "--algorithm", "dsgd", "--topology", "exponential", "--checkpoint-every", "1",
+    log = train(3, out, *SHORT, "--algorithm", "dsgd", "--topology", "exponential", "--checkpoint-every", "1",
                 "--keep-checkpoints", "0")
     # mpirun writes to a pipe here, though each rank's stdout is a terminal: plain progress lines
     assert "step 4/4 (100.0%)" in log and "\r" not in log

@@ -98,9 +98,9 @@ def test_mixing_the_momentum_changes_the_trajectory(in_process):
 def test_resume_with_workers_no_rank_layout_can_hold_is_refused_with_one_line_unless_resized(tmp_path):
     train_here(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4",
                "--eval-every", "4")
-    res = train(4, tmp_path, "--resume", str(tmp_path), "--workers-per-rank", "1", ok=False)
+    res = train(3, tmp_path, "--resume", str(tmp_path), "--workers-per-rank", "1", ok=False)
     assert res.returncode == 2
-    # 2 workers cannot be spread over 4 ranks: no --workers-per-rank to suggest, only --resize
-    assert ("cannot resume: the checkpoint has 2 workers (1 ranks x 2), this run has 4 (4 x 1); give "
-            "--resize true to continue with 4 workers (not bit-exact)") in res.stdout
+    # 2 workers cannot be spread over 3 ranks: no --workers-per-rank to suggest, only --resize
+    assert ("cannot resume: the checkpoint has 2 workers (1 ranks x 2), this run has 3 (3 x 1); give "
+            "--resize true to continue with 3 workers (not bit-exact)") in res.stdout
     assert "Traceback" not in res.stdout
