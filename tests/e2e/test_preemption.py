@@ -11,7 +11,7 @@ import torch
 
 import mpi_harness
 from dsgd import launcher
-from trainer import FAST, TINY, latest_step, train, train_here, worker_params
+from trainer import FAST, TINY, latest_step, train_here, worker_params
 
 # The signal goes out within about 10 ms of the step-0 checkpoint, when every rank has its handler;
 # 300 steps of 2 ranks take far longer even on a fast idle machine (one MLP step alone is about 0.6 ms).
@@ -95,10 +95,10 @@ def test_sigusr1_to_mpirun_stops_every_rank_at_one_checkpointed_step(tmp_path):
 
 
 def test_resume_auto_refuses_a_run_directory_with_other_settings(tmp_path):
-    train(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4",
-          "--eval-every", "4")
-    res = mpi_harness.run(2, ["-m", "dsgd.train", "--out", str(tmp_path), "--resume", "auto", "--seed", "7"],
-                          timeout=120)
+    # decided from the checkpoint and the flags before any step, the same on every rank: one process shows it
+    train_here(2, tmp_path, *TINY, "--algorithm", "local", "--local-steps", "2", "--steps-per-epoch", "4",
+               "--eval-every", "4")
+    res = train_here(2, tmp_path, "--out", str(tmp_path), "--resume", "auto", "--seed", "7", ok=False)
     assert res.returncode == 2
     assert "cannot resume: the checkpoint has seed=0, this run has seed=7" in res.stdout
 
