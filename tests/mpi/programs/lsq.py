@@ -15,6 +15,19 @@ from dsgd.convex import Problem as _Problem
 D = 7  # parameters per worker, in two float64 buckets of 4 and 3
 
 
+class References:
+    """Each oracle's trajectory computed once for the job, on rank 0 of COMM, and sent to every rank:
+    the oracles are deterministic, so the other ranks and later backends need not run them again."""
+
+    def __init__(self, comm):
+        self.comm, self.done = comm, {}
+
+    def get(self, key, oracle, problem) -> np.ndarray:
+        if key not in self.done:
+            self.done[key] = self.comm.bcast(oracle(problem) if self.comm.rank == 0 else None, root=0)
+        return self.done[key]
+
+
 def Problem(n: int, seed: int = 0) -> _Problem:
     return _Problem(n, d=D, rows=12, seed=seed)
 

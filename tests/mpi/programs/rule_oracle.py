@@ -89,7 +89,7 @@ def main():
         world.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
         return total
 
-    references = {}  # each recursion once for the job (rank 0's), whatever the backends and ranks
+    references = lsq.References(world)
     checked = 0
     for backend in args.backends.split(","):
         comm = SelfCommunicator() if backend == "self" else make_communicator(backend)
@@ -97,9 +97,7 @@ def main():
         for name, spec, make_rule, oracle in cases(n):
             check = invariants(comm_sum, n, problem)
             got = lsq.run_rule(make_rule(), mixer, problem, mine, lr, STEPS, after_step=check)
-            if (name, spec) not in references:
-                references[name, spec] = world.bcast(oracle(problem) if world.rank == 0 else None, root=0)
-            expected = references[name, spec][mine]
+            expected = references.get((name, spec), oracle, problem)[mine]
             np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9,
                                        err_msg=f"{name} on {spec}, backend {backend}, rank {world.rank}")
             checked += 1
