@@ -202,7 +202,7 @@ COMMANDS = {
     "--steps-per-epoch 300 --eval-every 100 --eval-samples 512 --out runs/lm": Run("readme-lm", extra=SHORT,
                                                                                     check=trained),
     ".venv/bin/python experiments/compare_topologies.py --out runs/compare":
-        Covered("tests/e2e/test_experiments.py", '"--quick"'),
+        Covered("tests/experiments/test_experiments.py", '"--quick"'),
     "launch/dsgd-mpirun -np 4 --oversubscribe -- python -m dsgd.train --algorithm dsgd --topology ring "
     "--out runs/ring4": Skip("the same launch as docs/launch.md's one-machine command, which runs; only the "
                              "trainer flags differ", ranks=4),
@@ -287,38 +287,38 @@ COMMANDS = {
         Skip("tests of the suite, which runs them"),
     # experiments/README.md
     "python experiments/outer_optimizers.py all --to docs/outer-optimizers":
-        Covered("tests/e2e/test_experiments.py", '"outer_optimizers.py"'),
+        Covered("tests/experiments/test_experiments.py", '"outer_optimizers.py"'),
     "python experiments/outer_optimizers.py report --to docs/outer-optimizers":
-        Covered("tests/e2e/test_experiments.py", '"outer_optimizers.py"'),
-    "python experiments/outer_optimizers.py all --quick": Covered("tests/e2e/test_experiments.py",
+        Covered("tests/experiments/test_experiments.py", '"outer_optimizers.py"'),
+    "python experiments/outer_optimizers.py all --quick": Covered("tests/experiments/test_experiments.py",
                                                                   '"outer_optimizers.py"'),
     "python experiments/compression.py all --to docs/compression":
-        Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+        Covered("tests/experiments/test_experiments.py", '"all", "--quick"'),
     "python experiments/compression.py report --to docs/compression": Run(
         "compression-report", extra="--to {tmp}", prepare=copy_compression_reports, check=same_compression_report),
     # (into a copy of the committed JSON, so the committed README.md and plots are not rewritten)
-    "python experiments/compression.py all --quick": Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+    "python experiments/compression.py all --quick": Covered("tests/experiments/test_experiments.py", '"all", "--quick"'),
     "python experiments/compression.py all --quick --to docs/compression":
-        Covered("tests/e2e/test_experiments.py", '"all", "--quick"'),
+        Covered("tests/experiments/test_experiments.py", '"all", "--quick"'),
     ".venv/bin/python experiments/heterogeneity.py sweep":
-        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
-    "python experiments/heterogeneity.py sweep": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
-    "python experiments/heterogeneity.py scale": Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+        Covered("tests/experiments/test_heterogeneity.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py sweep": Covered("tests/experiments/test_heterogeneity.py", '"all", "--quick"'),
+    "python experiments/heterogeneity.py scale": Covered("tests/experiments/test_heterogeneity.py", '"all", "--quick"'),
     "python experiments/heterogeneity.py report --to docs/heterogeneity":
-        Covered("tests/e2e/test_heterogeneity_experiment.py", '"--to"'),
+        Covered("tests/experiments/test_heterogeneity.py", '"--to"'),
     "python experiments/heterogeneity.py all --quick":
-        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+        Covered("tests/experiments/test_heterogeneity.py", '"all", "--quick"'),
     "python experiments/heterogeneity.py all --quick --to docs/heterogeneity":
-        Covered("tests/e2e/test_heterogeneity_experiment.py", '"all", "--quick"'),
+        Covered("tests/experiments/test_heterogeneity.py", '"all", "--quick"'),
     "python experiments/compare_topologies.py --to docs/topology-comparison":
-        Covered("tests/e2e/test_experiments.py", '"--quick"'),
+        Covered("tests/experiments/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --out runs/compare-topologies-dirichlet0.1 --to "
     "docs/topology-comparison/dirichlet-0.1 -- --partition dirichlet:alpha=0.1":
-        Covered("tests/e2e/test_experiments.py", '"--quick"'),
-    "python experiments/compare_topologies.py --quick --out /tmp/q": Covered("tests/e2e/test_experiments.py",
+        Covered("tests/experiments/test_experiments.py", '"--quick"'),
+    "python experiments/compare_topologies.py --quick --out /tmp/q": Covered("tests/experiments/test_experiments.py",
                                                                              '"--quick"'),
     "python experiments/compare_topologies.py --quick --to docs/topology-comparison":
-        Covered("tests/e2e/test_experiments.py", '"--quick"'),
+        Covered("tests/experiments/test_experiments.py", '"--quick"'),
     "python experiments/compare_topologies.py --workers 16 32 --ranks 4 --epochs 100 --eval-every 240 "
     "--eval-samples 0 --timeout 36000 --out runs/compare-topologies-cifar10 -- --dataset cifar10 --data-dir "
     "DATA/cifar-10-batches-py --model resnet20 --norm bn --batch-size 128 --lr 0.1 --lr-scaling linear --start-lr "
@@ -328,12 +328,12 @@ COMMANDS = {
     "experiments/recipes/qsr-localadamw-fashion-mnist-cpu.yaml --out runs/qsr-cpu":
         Run("qsr-recipe", extra="--epochs 0.2 --eval-every 2 --eval-samples 100 --out {tmp}/run", check=trained),
     "python experiments/reproduce.py all --seeds 0 1 2 --to docs/reproductions":
-        Covered("tests/e2e/test_reproduce.py", '"--quick"'),
-    "python experiments/reproduce.py qsr --seeds 0 1": Covered("tests/e2e/test_reproduce.py", '"--quick"'),
-    "python experiments/reproduce.py postlocal --quick --out /tmp/r": Covered("tests/e2e/test_reproduce.py",
+        Covered("tests/experiments/test_reproduce.py", '"--quick"'),
+    "python experiments/reproduce.py qsr --seeds 0 1": Covered("tests/experiments/test_reproduce.py", '"--quick"'),
+    "python experiments/reproduce.py postlocal --quick --out /tmp/r": Covered("tests/experiments/test_reproduce.py",
                                                                                '"postlocal", "--quick"'),
     "python experiments/reproduce.py postlocal --quick --to docs/reproductions":
-        Covered("tests/e2e/test_reproduce.py", '"postlocal", "--quick"'),
+        Covered("tests/experiments/test_reproduce.py", '"postlocal", "--quick"'),
 }
 RUNS = {command: plan for command, plan in COMMANDS.items() if isinstance(plan, Run)}
 

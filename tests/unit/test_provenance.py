@@ -113,7 +113,7 @@ def test_a_quick_reference_keeps_one_entry_per_machine_kind(tmp_path, monkeypatc
 
 
 def test_the_check_is_exact_on_a_known_machine_kind_and_close_elsewhere(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import quick_reference
     monkeypatch.setattr(quick_reference, "REPO", tmp_path)
     command = "python experiments/x.py --quick"
