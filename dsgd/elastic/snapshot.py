@@ -3,9 +3,9 @@
 A step that fails half way (a neighbour died during the exchange) may have moved some of this
 rank's values and not others, and a rank that finished it cannot tell whether its neighbours did.
 So every survivor goes back to the values before the step and redoes it on the new world: the
-parameters, gradients and module buffers (flat (K, m) buckets), the torch optimizers' state
-(momentum, Adam moments and counters), the rule's buffers and scalars, the torch optimizers the
-rule holds itself (DiLoCo's outer optimizers), and the step count. The copies are reused from
+parameters, gradients and module buffers (flat (K, m) buckets), the optimizers' state
+(momentum, Adam moments and counters), the rule's buffers and scalars, the optimizers the rule
+holds itself (DiLoCo's outer optimizers), and the step count. The copies are reused from
 step to step (one extra copy of the state in memory, one memcpy per step).
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import copy
 from typing import Any, Dict, List
 
 import torch
+
+from dsgd.optimizers import OPTIMIZER_TYPES, AnyOptimizer
 
 
 def _copy_into(saved: List[torch.Tensor] | None, tensors) -> List[torch.Tensor]:
@@ -36,7 +38,7 @@ def _saved_value(value, previous):
     return value.detach().clone()
 
 
-def _optimizer_state(opt: torch.optim.Optimizer, previous=None) -> List[Dict[str, Any]]:
+def _optimizer_state(opt: AnyOptimizer, previous=None) -> List[Dict[str, Any]]:
     """Per parameter (in param_groups order), its state copied (into PREVIOUS's tensors where they fit)."""
     out = []
     params = [p for group in opt.param_groups for p in group["params"]]
@@ -48,7 +50,7 @@ def _optimizer_state(opt: torch.optim.Optimizer, previous=None) -> List[Dict[str
     return out
 
 
-def _restore_optimizer_state(opt: torch.optim.Optimizer, saved: List[Dict[str, Any]]) -> None:
+def _restore_optimizer_state(opt: AnyOptimizer, saved: List[Dict[str, Any]]) -> None:
     """Put SAVED back, writing into the tensors already there (the workers bind momentum into flat
     buffers, which must stay bound) and dropping state the failed step created."""
     params = [p for group in opt.param_groups for p in group["params"]]
@@ -67,13 +69,13 @@ def _restore_optimizer_state(opt: torch.optim.Optimizer, saved: List[Dict[str, A
                 state[key] = value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
 
 
-def _held_optimizers(rule) -> List[torch.optim.Optimizer]:
-    """The torch optimizers RULE holds among its attributes (an outer optimizer per worker, or per
-    worker and fragment), in a fixed order."""
-    out: List[torch.optim.Optimizer] = []
+def _held_optimizers(rule) -> List[AnyOptimizer]:
+    """The optimizers RULE holds among its attributes (an outer optimizer per worker, or per worker
+    and fragment), in a fixed order."""
+    out: List[AnyOptimizer] = []
 
     def walk(value) -> None:
-        if isinstance(value, torch.optim.Optimizer):
+        if isinstance(value, OPTIMIZER_TYPES):
             out.append(value)
         elif isinstance(value, (list, tuple)):
             for v in value:

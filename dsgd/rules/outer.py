@@ -5,8 +5,8 @@ end of each round of H steps the pseudo-gradient Delta_i = x_a,i - x_i is mixed 
 
     Delta_i <- sum_j W[i, j] Delta_j,
 
-written to the anchor's .grad, and an ordinary torch optimizer (the outer optimizer) steps the
-anchor; every worker then restarts from its new anchor. With W the all-1/n matrix this is DiLoCo
+written to the anchor's .grad, and an ordinary optimizer (the outer optimizer) steps the anchor;
+every worker then restarts from its new anchor. With W the all-1/n matrix this is DiLoCo
 (Douillard et al. 2023: Nesterov SGD, lr 0.7, momentum 0.9 outside AdamW inside); over a sparse or
 time-varying graph each worker keeps its own anchor (gossip DiLoCo; one random peer per round is
 the NoLoCo setting); with plain momentum SGD outside it is SlowMo (Wang et al. 2020). With lr 1 and
@@ -27,14 +27,16 @@ from typing import Callable, Sequence
 
 import torch
 
+from dsgd.optimizers import SGD, Adam, AnyOptimizer
+
 from .base import Rule, copies
 
-OuterFactory = Callable[[Sequence[torch.nn.Parameter]], torch.optim.Optimizer]
+OuterFactory = Callable[[Sequence[torch.nn.Parameter]], AnyOptimizer]
 
 
 def nesterov_sgd(lr: float = 0.7, momentum: float = 0.9) -> OuterFactory:
     """DiLoCo's outer optimizer: SGD with Nesterov momentum."""
-    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    return lambda params: SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0)
 
 
 def outer_optimizer(name: str, lr: float, momentum: float) -> OuterFactory:
@@ -43,9 +45,9 @@ def outer_optimizer(name: str, lr: float, momentum: float) -> OuterFactory:
     if name == "nesterov":
         return nesterov_sgd(lr, momentum)
     if name == "sgd":
-        return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum)
+        return lambda params: SGD(params, lr=lr, momentum=momentum)
     if name == "adam":
-        return lambda params: torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999))
+        return lambda params: Adam(params, lr=lr, betas=(momentum, 0.999))
     raise ValueError(f"outer optimizer must be nesterov, sgd or adam, got {name!r}")
 
 

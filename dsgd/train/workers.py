@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from dsgd.comm import BucketLayout, bind_, bind_grads_
+from dsgd.optimizers import SGD, AdamW, KernelOptimizer
 from dsgd.tasks import Classification
 from dsgd.train.regroup import zeroed_optimizer_state
 
@@ -34,8 +35,9 @@ def bind_buffers_(model: torch.nn.Module, layout: BucketLayout, buffers, k: int)
             i += 1
 
 
-def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], cfg) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or AdamW; optionally no weight decay on biases and norm parameters."""
+def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], cfg) -> KernelOptimizer:
+    """SGD (momentum, Nesterov) or AdamW; optionally no weight decay on biases and norm parameters.
+    They are torch's steps without torch.optim.Optimizer, whose methods import torch._dynamo (dsgd.optimizers)."""
     decay, no_decay = [], []
     for p, name in zip(params, names):
         (no_decay if cfg.no_decay_norm_bias and p.ndim <= 1 else decay).append(p)
@@ -43,8 +45,8 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], names: Sequence[str], c
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)
+        return SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
+    return AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)
 
 
 class WorkerSet:
