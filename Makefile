@@ -24,9 +24,8 @@ bytecode: install
 	@$(PY) -m compileall -q -j 0 dsgd topologies tests experiments examples launch
 
 # Test files run on TEST_WORKERS processes side by side (a file's tests stay together, so its
-# module fixtures run once); the ranks a test starts wait in MPI (sleeps, timeouts, a yielding
-# rank) often enough that a third file keeps 2 cores busier than two do.
-TEST_WORKERS ?= 3
+# module fixtures run once); the ranks a test starts wait in MPI often enough to share the cores.
+TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -x --timeout=600 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Both print their wall time last (a failing run too), so a slow change shows at once.
