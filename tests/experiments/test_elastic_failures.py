@@ -23,7 +23,8 @@ def test_quick_failure_injection_finishes_both_runs_and_reports_them(tmp_path):
     assert change["recovered_s"] < 10
     for r in data["runs"]:
         assert 0.1 < r["test_acc"] <= 1, r  # better than chance (0.1)
-        job = json.loads((tmp_path / f"seed0-{'failures' if r['failures'] else 'uninterrupted'}" / "job.json").read_text())
+        run_dir = tmp_path / ("seed0-failures" if r["failures"] else "seed0-uninterrupted")
+        job = json.loads((run_dir / "job.json").read_text())
         assert job["status"] == 0 and job["command"] == r["command"], job
     summary = data["summary"]["trainer"]
     assert summary["changes"] == 1 and summary["failures"]["test_acc"] == [failed["test_acc"]]
