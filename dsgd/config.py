@@ -34,6 +34,19 @@ def above(lo):
     return (lambda v: v > lo, f"> {lo}")
 
 
+# The largest float32: a learning rate or weight decay above it cannot reach the float32 kernels.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def float32_scalar(lo_open: bool):
+    """> 0 (LO_OPEN) or >= 0, and small enough for a float32: the kernels take it as one."""
+    def ok(v) -> bool:
+        if v > FLOAT32_MAX:
+            raise ValueError(f"{v:g} is more than a float32 holds (at most {FLOAT32_MAX:.4g})")
+        return v > 0 if lo_open else v >= 0
+    return (ok, "> 0" if lo_open else ">= 0")
+
+
 def fraction(v) -> bool:
     return 0 <= v < 1
 
@@ -88,9 +101,9 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = opt("sgd", "local optimizer", ["sgd", "adamw"])
-    lr: float = opt(0.05, "peak learning rate (after warmup, before decay)", check=above(0))
+    lr: float = opt(0.05, "peak learning rate (after warmup, before decay)", check=float32_scalar(True))
     lr_scaling: str = opt("none", "multiply --lr by the number of workers (linear) or not", ["none", "linear"])
-    start_lr: float = opt(0.0, "learning rate at the start of warmup", check=at_least(0))
+    start_lr: float = opt(0.0, "learning rate at the start of warmup", check=float32_scalar(False))
     warmup_epochs: float = opt(0.0, "linear warmup length in epochs (0: none)", check=at_least(0))
     decay: str = opt("step", "learning-rate decay", ["step", "cosine", "constant"])
     milestones: tuple = opt((), "epochs at which step decay multiplies the lr by --gamma (comma-separated)",
@@ -98,7 +111,7 @@ class OptimConfig:
     gamma: float = opt(0.1, "step decay factor", check=above(0))
     momentum: float = opt(0.0, "SGD momentum (beta of quasi-global momentum with --algorithm qgm)", check=IN_UNIT)
     nesterov: bool = opt(False, "Nesterov momentum")
-    weight_decay: float = opt(0.0, "weight decay (decoupled for AdamW)", check=at_least(0))
+    weight_decay: float = opt(0.0, "weight decay (decoupled for AdamW)", check=float32_scalar(False))
     no_decay_norm_bias: bool = opt(False, "no weight decay on biases and normalization parameters")
     betas: tuple = opt((0.9, 0.999), "AdamW betas (two numbers)", check=TWO_FRACTIONS)
     eps: float = opt(1e-8, "AdamW epsilon", check=above(0))
@@ -157,7 +170,7 @@ class OuterConfig:
                                "pseudo-gradient (nesterov: DiLoCo's; sgd: momentum SGD, SlowMo's; adam)",
                                ["nesterov", "sgd", "adam"])
     outer_lr: float = opt(0.7, "diloco family: the outer learning rate (1 with --outer-momentum 0 and --outer-optimizer "
-                          "sgd is local SGD)", check=above(0))
+                          "sgd is local SGD)", check=float32_scalar(True))
     outer_momentum: float = opt(0.9, "diloco family: the outer momentum (Adam's beta1 with --outer-optimizer adam)",
                                 check=IN_UNIT)
     fragments: int = opt(2, "streaming-diloco: F, the groups of consecutive layers that take turns through the period",
@@ -226,8 +239,8 @@ class RunConfig:
                        "bit-exact (another split of the same workers needs no flag and is exact)")
     straggler_rank: int = opt(-1, "slow this rank's compute down on purpose, to measure what the others wait for it "
                               "(-1: none); see --straggler-delay", check=at_least(-1))
-    straggler_delay: float = opt(0.0, "seconds the --straggler-rank sleeps after computing its gradients, every step",
-                                 check=at_least(0))
+    straggler_delay: float = opt(0.0, "seconds the --straggler-rank sleeps after computing its gradients, every step "
+                                 "(at most a day)", check=(lambda v: 0 <= v <= 86400, "in [0, 86400] (a day)"))
     straggler_random: bool = opt(False, "draw each step's delay uniformly from [0, 2 x --straggler-delay] (seeded by "
                                  "--seed and the step) instead of a fixed delay")
     elastic: bool = opt(False, "survive lost ranks: when a rank dies, the survivors shrink the job to themselves, "

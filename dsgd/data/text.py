@@ -45,7 +45,8 @@ class TokenStream:
         if context < 1:
             raise ValueError(f"context must be >= 1, got {context}")
         if len(tokens) < context + 1:
-            raise ValueError(f"a text of {len(tokens)} tokens has no window of {context} + 1")
+            raise ValueError(f"the {name} text has {len(tokens)} tokens, too few for one sample of {context} "
+                             f"and its next token")
         self.name, self.tokens, self.context, self.num_classes = name, tokens, context, vocabulary
         self._offsets = torch.arange(context + 1)
 

@@ -34,9 +34,14 @@ class QSR:
         """H chosen by a round that starts at step t."""
         H = self.base_local_steps
         if self.alpha > 0 and t >= self.warmup_steps:
-            ratio = (self.alpha / self.lr(t)) ** self.power
+            remaining = self.total_steps - t
+            lr = self.lr(t)
+            try:
+                ratio = (self.alpha / lr) ** self.power if lr > 0 else math.inf
+            except OverflowError:  # alpha far above the learning rate: the round takes every step left
+                ratio = math.inf
             # 1e-9 relative slack: (0.1 / (0.1 * 0.1))^2 is 99.99999999999997 in floats, meant as 100
-            H = max(H, math.floor(ratio * (1 + 1e-9)))
+            H = remaining if ratio >= remaining else max(H, math.floor(ratio * (1 + 1e-9)))
         return max(1, min(H, self.total_steps - t))
 
     def round_of(self, step: int) -> tuple[int, int]:

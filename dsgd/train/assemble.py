@@ -15,6 +15,7 @@ from dsgd.config import Config, ConfigError
 from dsgd.data.augment import Augmentation, augmentation_for
 from dsgd.data.batches import local_batch
 from dsgd.data.datasets import TrainingData, load_dataset
+from dsgd.data.errors import DatasetError
 from dsgd.data.samplers import Sampler, make_sampler
 from dsgd.models import build_model_for
 from dsgd.rules import Rule, WorkerEngine
@@ -28,9 +29,15 @@ from dsgd.train.workers import WorkerSet
 def load_splits(cfg: Config) -> tuple[TrainingData, TrainingData]:
     """(train, test) of --dataset; text datasets cut their samples at --context tokens."""
     d = cfg.data
-    options = {"context": d.context} if d.dataset in TEXT_DATASETS else {}
-    return (load_dataset(d.dataset, d.data_dir, train=True, **options),
-            load_dataset(d.dataset, d.data_dir, train=False, **options))
+    if d.dataset not in TEXT_DATASETS:
+        return load_dataset(d.dataset, d.data_dir, train=True), load_dataset(d.dataset, d.data_dir, train=False)
+    try:
+        return (load_dataset(d.dataset, d.data_dir, train=True, context=d.context),
+                load_dataset(d.dataset, d.data_dir, train=False, context=d.context))
+    except DatasetError:
+        raise
+    except ValueError as e:  # a context the text cannot hold once
+        raise ConfigError(f"--context {d.context}: {e}") from None
 
 
 TEXT_DATASETS = ("fortunes",)

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from dsgd.config import Config, ConfigError
+from dsgd.config import FLOAT32_MAX, Config, ConfigError
 from dsgd.local_rank import DEVICE_PATTERN
 from dsgd.compress import parse_codec
 from dsgd.data.partition import parse_partition, split
@@ -18,6 +18,9 @@ from dsgd.rules.outer import OuterStep, Sparta, StreamingOuterStep, outer_optimi
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
 from dsgd.schedules import QSR, Gossip, LocalSGD, LRSchedule, ParallelSGD, PostLocalSGD
+
+
+MAX_STEPS = 2 ** 53  # steps and epochs convert through floats, exact up to here
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def plan(cfg: Config, world_size: int, train_size: int) -> Plan:
     if cfg.data.steps_per_epoch > full and not cfg.data.replacement:
         raise ConfigError(f"steps-per-epoch {spe} needs {spe * n * cfg.run.batch_size} samples per epoch without "
                           f"replacement; the training set has {train_size}")
-    return Plan(n, spe, max(1, math.ceil(cfg.run.epochs * spe)))
+    total = max(1, math.ceil(cfg.run.epochs * spe))
+    if total > MAX_STEPS:
+        raise ConfigError(f"--epochs {cfg.run.epochs:g} of {spe} steps is {total:.3g} steps; a run has at most 2^53")
+    return Plan(n, spe, total)
 
 
 def check_data(cfg: Config, data) -> None:
@@ -141,9 +147,27 @@ def heterogeneity_metrics(cfg: Config) -> bool:
 def lr_schedule(cfg: Config, p: Plan) -> LRSchedule:
     o = cfg.optim
     scale = p.n_workers if o.lr_scaling == "linear" else 1
+    milestones = tuple(p.epoch_to_step(e) for e in o.milestones)
+    _check_peak_lr(cfg, scale, sum(1 for m in milestones if m < p.total_steps))
     return LRSchedule(max_lr=o.lr * scale, total_steps=p.total_steps, warmup_steps=p.epoch_to_step(o.warmup_epochs),
-                      start_lr=o.start_lr, decay=o.decay, gamma=o.gamma,
-                      milestones=tuple(p.epoch_to_step(e) for e in o.milestones))
+                      start_lr=o.start_lr, decay=o.decay, gamma=o.gamma, milestones=milestones)
+
+
+def _check_peak_lr(cfg: Config, scale: int, milestones_reached: int) -> None:
+    """The highest learning rate of the schedule must fit a float32 (each flag alone is checked in dsgd.config;
+    linear scaling and a --gamma above 1 can still carry it past)."""
+    o = cfg.optim
+    grows = o.decay == "step" and o.gamma > 1 and milestones_reached
+    try:
+        peak = o.lr * scale * (o.gamma ** milestones_reached if grows else 1)
+    except OverflowError:
+        peak = math.inf
+    if peak > FLOAT32_MAX:
+        plural = "s" * (milestones_reached > 1)
+        how = (f" x {scale} workers (--lr-scaling linear)" if scale > 1 else "") + \
+              (f" x --gamma {o.gamma:g} at {milestones_reached} milestone{plural}" if grows else "")
+        raise ConfigError(f"the learning rate would reach {peak:.4g} (--lr {o.lr:g}{how}), more than a float32 "
+                          f"holds (at most {FLOAT32_MAX:.4g})")
 
 
 # -- schedules -------------------------------------------------------------------------------

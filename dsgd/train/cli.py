@@ -49,10 +49,25 @@ def abort_job(status: int, in_process: bool = False) -> None:
     """End every rank of the job now: MPI_Abort when MPI is up, else a plain exit (always a plain
     exit for a run inside the caller's process, whose MPI is not the run's)."""
     MPI = sys.modules.get("mpi4py.MPI")
-    if not in_process and MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+    if not in_process and MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() \
+            and MPI.COMM_WORLD.Get_size() > 1:  # alone (no mpirun), a plain exit ends the job and says nothing more
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(status)
     sys.exit(status)
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """How much a failed allocation asked for, in words, when E is one (torch's CPU allocator raises a
+    plain RuntimeError); None for any other error."""
+    import re
+    text = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in text):
+        return None
+    asked = re.search(r"allocate ([0-9]+) bytes", text) or re.search(r"allocate ([0-9.]+ [KMGT]i?B)", text)
+    if asked is None:
+        return "a failed allocation"
+    amount = asked.group(1)
+    return f"an allocation of {int(amount) / 1e9:.3g} GB" if amount.isdigit() else f"an allocation of {amount}"
 
 
 def agree_on_errors(comm, error: str | None) -> str | None:
@@ -289,6 +304,14 @@ def _main(argv: list[str] | None, comm=None) -> int:
             print(f"dsgd.train: error: {e}; {last_checkpoint(out)}", file=sys.stderr, flush=True)
         else:
             time.sleep(2.0)  # the rank that speaks ends the job; if it cannot, this one still will
+        abort_job(RUN_ERROR, in_process)
+    except (MemoryError, RuntimeError) as e:  # a batch, context or model too large for this machine: end the job
+        what = out_of_memory(e)
+        if what is None:
+            raise
+        print(f"dsgd.train: error: rank {comm.rank} ran out of memory ({what} failed); a smaller --batch-size "
+              f"(or --physical-batch-size), --context or --model needs less; {last_checkpoint(out)}",
+              file=sys.stderr, flush=True)
         abort_job(RUN_ERROR, in_process)
     except OSError as e:  # a full disk, a lost mount: what was written atomically is whole; end the job
         where = f" while writing {e.filename}" if e.filename else ""

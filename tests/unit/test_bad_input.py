@@ -166,6 +166,19 @@ CASES = [
     (["--elastic", "true"], "--elastic: elastic mode needs an MPI with fault tolerance (ULFM) turned on: start the "
                             "job with `mpirun --with-ft ulfm` (Open MPI 5); this job was started without it"),
     (["--lost-data", "keep"], "lost_data must be one of reassign, drop; got 'keep'"),
+    # finite, but more than the float32 kernels take: refused before a step, not an overflow inside one
+    (["--lr", "1e39"], "--lr: 1e+39 is more than a float32 holds (at most 3.403e+38)"),
+    (["--weight-decay", "1e300"], "--weight-decay: 1e+300 is more than a float32 holds (at most 3.403e+38)"),
+    (["--algorithm", "diloco", "--outer-lr", "1e300"], "--outer-lr: 1e+300 is more than a float32 holds"),
+    (["--lr", "1e38", "--lr-scaling", "linear", "--workers-per-rank", "4"],
+     "the learning rate would reach 4e+38 (--lr 1e+38 x 4 workers (--lr-scaling linear)), more than a float32 "
+     "holds (at most 3.403e+38)"),
+    (["--gamma", "1e30", "--milestones", "0.25,0.5"],
+     "the learning rate would reach 5e+58 (--lr 0.05 x --gamma 1e+30 at 2 milestones), more than a float32 holds"),
+    (["--straggler-rank", "0", "--straggler-delay", "1e300"], "--straggler-delay must be in [0, 86400] (a day)"),
+    (["--epochs", "1e300"], "--epochs 1e+300 of 2 steps is 2e+300 steps; a run has at most 2^53"),
+    (["--dataset", "fortunes", "--model", "gpt", "--context", "100000000"],
+     "--context 100000000: the fortunes text has "),
 ]
 
 

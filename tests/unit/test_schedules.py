@@ -120,6 +120,17 @@ def test_qsr_uses_the_base_period_during_warmup():
     assert round_lengths(walk(schedule, 20)) == [2, 2, 2, 4, 4, 4, 2]
 
 
+def test_qsr_with_alpha_far_above_the_learning_rate_takes_every_step_left_in_one_round():
+    """(alpha / lr)^p beyond any float, or a learning rate decayed to exactly 0: the round runs to the end."""
+    lr = LRSchedule(max_lr=0.1, total_steps=12, milestones=(4,), gamma=1e-300)  # 0.1, then 1e-301 at 4
+    huge = QSR(n_workers=N, base_local_steps=2, alpha=1e300, lr=lr, total_steps=12)
+    assert round_lengths(walk(huge, 12)) == [12]
+    after_decay = QSR(n_workers=N, base_local_steps=2, alpha=0.2, lr=lr, total_steps=12)
+    assert round_lengths(walk(after_decay, 12)) == [4, 8]  # (0.2 / 0.1)^2 = 4, then (0.2 / 1e-301)^2 overflows
+    zero = QSR(n_workers=N, base_local_steps=2, alpha=0.2, lr=lambda t: 0.1 if t < 4 else 0.0, total_steps=12)
+    assert round_lengths(walk(zero, 12)) == [4, 8]
+
+
 def test_qsr_with_alpha_zero_is_local_sgd_with_the_base_period():
     lr = LRSchedule(max_lr=0.1, total_steps=9, decay="cosine")
     schedule = QSR(n_workers=N, base_local_steps=3, alpha=0.0, lr=lr, total_steps=9)

@@ -34,5 +34,5 @@ def test_samples_are_windows_that_tile_the_text_and_their_targets_are_one_token_
 
 
 def test_a_text_without_one_whole_window_is_refused():
-    with pytest.raises(ValueError, match="no window of 8"):
+    with pytest.raises(ValueError, match="the t text has 8 tokens, too few for one sample of 8 and its next token"):
         TokenStream("t", torch.zeros(8, dtype=torch.uint8), context=8)
