@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default="runs/demo")
     args = ap.parse_args(argv)
+    for flag, value in (("--ranks", args.ranks), ("--steps", args.steps), ("--batch-size", args.batch_size)):
+        if value < 1:
+            ap.error(f"{flag} must be at least 1, got {value}")
     out = Path(args.out).resolve()
     rows = []
     print(f"demo: one run directory per configuration under {out}/; a demo run there before is replaced "

@@ -245,6 +245,9 @@ def parse_args(argv):
         args.threads = args.threads or QUICK_THREADS
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
+    for flag, values in (("--workers", args.workers), ("--ranks", [args.ranks]), ("--steps", [args.steps])):
+        if min(values) < 1:
+            ap.error(f"{flag} must be at least 1, got {min(values)}")
     if args.epochs and not args.eval_every:
         ap.error("--epochs needs --eval-every (the default, steps / 8, assumes --steps)")
     args.eval_every = args.eval_every or max(1, args.steps // 8)

@@ -328,6 +328,8 @@ def main(argv=None) -> int:
             rows, meta = merge(json.loads(runs.read_text()), rows, meta)
         runs.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     else:
+        if not runs.is_file():
+            ap.error(f"no runs to report on: {runs} does not exist; run `run` (or `all`) first, with the same --out")
         saved = json.loads(runs.read_text())
         rows, meta = saved["rows"], {**saved["meta"], "report_command": command}
     if args.part in ("report", "all"):

@@ -650,6 +650,8 @@ def main(argv=None) -> int:
         res = run(args, save, kept)
         save(res)
     else:  # the numbers keep the provenance of the run that made them
+        if not runs.is_file():
+            ap.error(f"no runs to report on: {runs} does not exist; run `run` (or `all`) first, with the same --out")
         saved = json.loads(runs.read_text())
         res, meta = saved["result"], {**saved["meta"], "report_command": command}
     if args.part in ("report", "all"):

@@ -15,18 +15,23 @@ from typing import Callable
 import torch
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+def whole_number(text: str, lowest: int) -> int:
+    """TEXT as an integer of at least LOWEST, or argparse's one-line refusal naming what was given."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {lowest}, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"must be >= {lowest}, got {value}")
     return value
+
+
+def positive(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return whole_number(text, 0)
 
 
 def now() -> str:

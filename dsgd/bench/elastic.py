@@ -28,7 +28,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--topology", default="ring")
     ap.add_argument("--kill", action="store_true", help="then kill the last rank and time the recovery")
     step_comparison_options(ap)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    from mpi4py import MPI
+    from dsgd.comm import ulfm
+    problem = ulfm.fault_tolerance_problem(MPI)  # at start, before any rank builds a world
+    if problem is not None:
+        if MPI.COMM_WORLD.rank == 0:  # said once for the job
+            ap.error(problem)
+        raise SystemExit(2)
+    return args
 
 
 def sides(args):

@@ -29,6 +29,7 @@ import torch
 from mpi4py import MPI
 
 import topologies
+from dsgd.bench.common import non_negative, positive
 from dsgd.bench.reports import IDENTITY, bytes_sent, in_peers, mix_row, mix_topologies, out_peers
 from dsgd.comm import Mixer, classify, make_communicator
 from dsgd.schedules.base import mixing_step
@@ -100,32 +101,18 @@ def measure(world, raw_comm, comm, topo, numel: int, warmup: int, repeats: int) 
     return mix_row(classify(topo.W(warmup)), numel, times, float(sent[0]), repeats)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m dsgd.bench mix", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--numel", type=_positive, nargs="+", action="extend", metavar="M",
+    ap.add_argument("--numel", type=positive, nargs="+", action="extend", metavar="M",
                     help=f"float32 elements per rank (default {' '.join(map(str, DEFAULT_NUMEL))})")
     ap.add_argument("--topology", nargs="+", action="extend", metavar="T",
                     help="topology specs as topologies.from_spec takes them, or 'identity' "
                          f"(default {' '.join(DEFAULT_TOPOLOGIES)})")
     ap.add_argument("--backend", choices=("mpi", "torch"), default="mpi",
                     help="communicator under the Mixer; the raw baseline is always mpi4py")
-    ap.add_argument("--repeats", type=_positive, default=20, help="timed repetitions of each side")
-    ap.add_argument("--warmup", type=_non_negative, default=3, help="untimed repetitions first")
+    ap.add_argument("--repeats", type=positive, default=20, help="timed repetitions of each side")
+    ap.add_argument("--warmup", type=non_negative, default=3, help="untimed repetitions first")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args(argv)
     args.numel = args.numel or list(DEFAULT_NUMEL)

@@ -48,6 +48,12 @@ def test_mix_refuses_an_unknown_topology_by_name(bench_module, capsys):
     assert "unknown topology 'moebius'" in usage_error(mix.parse_args, ["--topology", "moebius"], capsys)
 
 
+@pytest.mark.parametrize("numel, message", [("abc", "must be an integer >= 1, got 'abc'"), ("0", "must be >= 1, got 0")])
+def test_mix_refuses_a_size_that_is_not_a_count_naming_it(bench_module, capsys, numel, message):
+    mix = bench_module("mix", world_size=2)
+    assert f"argument --numel: {message}" in usage_error(mix.parse_args, ["--numel", numel], capsys)
+
+
 def test_mix_measures_every_size_given_in_order_on_the_chosen_topologies(bench_module):
     mix = bench_module("mix", world_size=2)
     args = mix.parse_args(["--numel", "1000", "--repeats", "3", "--numel", "7", "--topology", "ring", "complete"])
