@@ -11,13 +11,14 @@ Example:
     0.949253
 """
 from .errors import TopologyError
-from .families import FAMILIES, Family, build, from_graph, from_matrix, from_spec
+from .families import FAMILIES, Family, build, check_spec, from_graph, from_matrix, from_spec
 from .spectra import lambda2, spectral_gap
 from .topology import Topology, in_neighbors, out_neighbors
 from .validate import validate_mixing_matrix
 from .weights import WEIGHT_RULES
 
 __all__ = [
-    "FAMILIES", "Family", "Topology", "TopologyError", "WEIGHT_RULES", "build", "from_graph", "from_matrix", "from_spec",
+    "FAMILIES", "Family", "Topology", "TopologyError", "WEIGHT_RULES", "build", "check_spec", "from_graph", "from_matrix",
+    "from_spec",
     "in_neighbors", "lambda2", "out_neighbors", "spectral_gap", "validate_mixing_matrix",
 ]

@@ -332,17 +332,31 @@ def build(name: str, n: int, weights: Weights = "default", **options: Any) -> To
         >>> float(build("torus", 16).W(0)[0, 1])
         0.2
     """
+    family = _family(name, options)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise TopologyError(f"n must be a positive integer, got {n!r}")
+    given = {k: v for k, v in options.items() if v is not None}
+    return family.make(int(n), _resolve_weights(family, weights), **given)
+
+
+def _family(name: str, options: Dict[str, Any]) -> Family:
+    """The family NAME, refusing options it does not take."""
     if name not in FAMILIES:
         raise TopologyError(f"unknown topology '{name}' (known: {', '.join(FAMILIES)})")
     family = FAMILIES[name]
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise TopologyError(f"n must be a positive integer, got {n!r}")
     unknown = sorted(set(options) - set(family.options))
     if unknown:
         known = f"known: {', '.join(family.options)}" if family.options else "it takes none"
         raise TopologyError(f"unknown option '{unknown[0]}' for {name} ({known})")
-    given = {k: v for k, v in options.items() if v is not None}
-    return family.make(int(n), _resolve_weights(family, weights), **given)
+    return family
+
+
+def check_spec(spec: str) -> None:
+    """Refuse, before any n is known, what no n can build: an unknown family, an option or a weight rule
+    it does not take (what depends on n, a torus that does not factor, is found when it is built)."""
+    name, options = parse_spec(spec)
+    weights = options.pop("weights", "default")
+    _resolve_weights(_family(name, options), weights)
 
 
 def from_spec(spec: str, n: int) -> Topology:

@@ -74,9 +74,50 @@ def _codec(compress: str):
     return parse_codec(compress)
 
 
+# -- settings refused at the call that gives them, not when the job's size is known ----------------
+def _count(what: str, value: Any, lowest: int = 1) -> int:
+    """VALUE as a whole number of steps of at least LOWEST (a float or a bool is refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer >= {lowest}, got {value!r}")
+    if value < lowest:
+        raise ValueError(f"{what} must be >= {lowest}, got {value}")
+    return int(value)
+
+
+def _fraction(what: str, value: Any) -> float:
+    if not 0 <= value < 1:
+        raise ValueError(f"{what} must be in [0, 1), got {value}")
+    return value
+
+
+def _graph(spec: Any, what: str) -> Any:
+    """SPEC, once it is something that can be a topology for some number of workers: a known spec, a
+    networkx graph, a Topology, or a square mixing matrix (checked stochastic and connected now)."""
+    if isinstance(spec, str):
+        topologies.check_spec(spec)
+    elif not isinstance(spec, (topologies.Topology, nx.Graph)):
+        try:
+            matrix = np.asarray(spec, dtype=float)
+        except (TypeError, ValueError):
+            matrix = None
+        if matrix is None or matrix.ndim != 2:
+            raise TypeError(f"{what}: a topology is a spec such as 'ring', a networkx graph, a numpy mixing matrix or "
+                            f"a topologies.Topology, got {type(spec).__name__} {spec!r}")
+        topologies.from_matrix(matrix)
+    return spec
+
+
+def _codec_given(compress: str) -> str:
+    if compress != "none":
+        parse_codec(compress)
+    return compress
+
+
 def csgd(compress: str = "none", seed: int = 0) -> Algorithm:
     """C-SGD: gradients averaged over every worker before each step (error-feedback compressed
     with a codec other than "none"; "powersgd:rank=R" for PowerSGD)."""
+    _codec_given(compress)
+
     def make(n):
         if compress == "none":
             return OptimizerRule(ParallelSGD(n))
@@ -90,6 +131,8 @@ def csgd(compress: str = "none", seed: int = 0) -> Algorithm:
 def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
     """Local SGD: parameters averaged every PERIOD steps (the change since the last average
     error-feedback compressed with a codec)."""
+    period, _ = _count("local_sgd: period", period), _codec_given(compress)
+
     def make(n):
         schedule = LocalSGD(n, period, NEVER_ENDS)
         return OptimizerRule(schedule) if compress == "none" else CompressedAveraging(schedule, _codec(compress), seed)
@@ -99,9 +142,11 @@ def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
 def postlocal(switch_steps: Sequence[int], periods: Sequence[int]) -> Algorithm:
     """Post-local SGD: phase k starts at switch_steps[k - 1] (the first at step 0) and averages every
     periods[k] steps (1: C-SGD, gradients averaged); every phase but the last ends with an average."""
-    starts, periods = (0, *[int(s) for s in switch_steps]), tuple(int(h) for h in periods)
+    starts = (0, *[_count("postlocal: a switch step", s) for s in switch_steps])
+    periods = tuple(_count("postlocal: a period", h) for h in periods)
     if len(periods) != len(starts):
         raise ValueError(f"post-local SGD needs one period per phase: {len(starts)} phases, {len(periods)} periods")
+    PostLocalSGD(2, starts, periods, NEVER_ENDS)  # its settings are refused here, not when built
     return Algorithm("postlocal", lambda n: OptimizerRule(PostLocalSGD(n, starts, periods, NEVER_ENDS)),
                      {"switch_steps": list(starts[1:]), "periods": list(periods)})
 
@@ -110,8 +155,8 @@ def qsr(period: int, alpha: float, power: float = 2.0, warmup_steps: int = 0) ->
     """The quadratic synchronization rule: local SGD whose round starting at step t lasts
     max(period, floor((alpha / lr_t)^power)) steps, lr_t read from the optimizer at that step (any
     torch scheduler); the rounds decided so far are part of the optimizer's state_dict."""
-    if not alpha >= 0:
-        raise ValueError(f"QSR alpha must be >= 0, got {alpha}")
+    period, warmup_steps = _count("qsr: period", period), _count("qsr: warmup_steps", warmup_steps, 0)
+    QSR(2, period, alpha, lambda t: 1.0, NEVER_ENDS, warmup_steps, power)  # its settings are refused here
     return Algorithm("qsr", lambda n, lr: OptimizerRule(QSR(n, period, alpha, lambda t: lr(), NEVER_ENDS,
                                                             warmup_steps, power)),
                      {"period": period, "alpha": alpha, "power": power}, reads_lr=True)
@@ -121,6 +166,9 @@ def dsgd(topology_spec: Any = "ring", local_steps: int = 1, global_every: int = 
          overlap: bool = False) -> Algorithm:
     """D-SGD: the optimizer steps, then parameters are mixed with W(t) (adapt-then-combine; combine
     first with combine_first=True); overlap=True leaves that exchange in flight until the next step."""
+    _graph(topology_spec, "dsgd")
+    local_steps, global_every = _count("dsgd: local_steps", local_steps), _count("dsgd: global_every", global_every, 0)
+
     def make(n):
         topo = _doubly(topology_spec, n, "dsgd")
         return OptimizerRule(Gossip(topo, local_steps, global_every, combine_first), overlap)
@@ -129,6 +177,7 @@ def dsgd(topology_spec: Any = "ring", local_steps: int = 1, global_every: int = 
 
 def gradient_tracking(topology_spec: Any = "ring") -> Algorithm:
     """Gradient tracking (plain SGD steps by its own recursion; the wrapped optimizer's lr is read)."""
+    _graph(topology_spec, "gradient_tracking")
     return Algorithm("gradient-tracking", lambda n: GradientTracking(Gossip(_doubly(topology_spec, n, "gradient "
                                                                                                      "tracking"))),
                      {"topology": topology_spec})
@@ -136,12 +185,15 @@ def gradient_tracking(topology_spec: Any = "ring") -> Algorithm:
 
 def exact_diffusion(topology_spec: Any = "ring") -> Algorithm:
     """Exact diffusion: D^2's recursion mixed with (I + W) / 2."""
+    _graph(topology_spec, "exact_diffusion")
     return Algorithm("exact-diffusion", lambda n: Diffusion(Gossip(_doubly(topology_spec, n, "exact diffusion")),
                                                             exact=True), {"topology": topology_spec})
 
 
 def d2(topology_spec: Any = "ring") -> Algorithm:
     """D^2: needs every W's smallest eigenvalue above -1/3."""
+    _graph(topology_spec, "d2")
+
     def make(n):
         topo = _doubly(topology_spec, n, "d2")
         low = min(smallest_eigenvalue(topo.W(t)) for t in range(topo.period))
@@ -155,6 +207,8 @@ def d2(topology_spec: Any = "ring") -> Algorithm:
 def qgm(topology_spec: Any = "ring", momentum: float = 0.9, buffer_factor: float = 0.9,
         nesterov: bool = False) -> Algorithm:
     """Quasi-global momentum: momentum from the mixed progress (its own SGD recursion)."""
+    _graph(topology_spec, "qgm")
+    _fraction("qgm: momentum", momentum), _fraction("qgm: buffer_factor", buffer_factor)
     return Algorithm("qgm", lambda n: QuasiGlobalMomentum(Gossip(_doubly(topology_spec, n, "qgm")), momentum,
                                                           buffer_factor, nesterov),
                      {"topology": topology_spec, "momentum": momentum, "buffer_factor": buffer_factor})
@@ -162,6 +216,7 @@ def qgm(topology_spec: Any = "ring", momentum: float = 0.9, buffer_factor: float
 
 def push_sum(topology_spec: Any = "directed-exponential") -> Algorithm:
     """Push-sum / SGP on a column-stochastic (push) graph, or a doubly stochastic one."""
+    _graph(topology_spec, "push_sum")
     return Algorithm("sgp", lambda n: PushSum(Gossip(topology(topology_spec, n))), {"topology": topology_spec})
 
 
@@ -170,6 +225,7 @@ def choco(topology_spec: Any = "ring", compress: str = "sign", consensus_step: f
     """CHOCO-SGD: compressed gossip of x_half - x_hat with consensus step gamma."""
     if not 0 < consensus_step <= 1:
         raise ValueError(f"consensus_step must be in (0, 1], got {consensus_step}")
+    _graph(topology_spec, "choco"), parse_codec(compress)
     return Algorithm("choco", lambda n: Choco(Gossip(_doubly(topology_spec, n, "choco")), _codec(compress),
                                               consensus_step, seed),
                      {"topology": topology_spec, "compress": compress, "consensus_step": consensus_step})
@@ -189,6 +245,9 @@ def diloco(period: int, topology_spec: Any = None, outer: str = "nesterov", oute
     averaged (topology None) or mixed over a graph (gossip DiLoCo; "random-one-peer" is the NoLoCo
     setting) and an outer optimizer steps the anchor: "nesterov" (the paper's, lr 0.7, momentum 0.9),
     "sgd" (momentum SGD: SlowMo) or "adam"; a codec compresses the pseudo-gradient with error feedback."""
+    period = _count("diloco: period", period)
+    if topology_spec is not None:
+        _graph(topology_spec, "diloco")
     factory = outer_optimizer(outer, outer_lr, outer_momentum)
     codec = None if compress == "none" else _codec(compress)
     if getattr(codec, "low_rank", False):
@@ -203,6 +262,11 @@ def streaming_diloco(period: int, fragments: int = 2, delay: int = 1, alpha: flo
     """Streaming DiLoCo: the model's tensors in FRAGMENTS groups by layer that end their rounds in turn
     through the period; a fragment's exchange lands DELAY inner steps after it started, and the worker's
     fragment becomes (1 - alpha) x + alpha x_anchor (1: the new anchor, as DiLoCo)."""
+    period, fragments, delay = (_count("streaming_diloco: period", period),
+                                _count("streaming_diloco: fragments", fragments),
+                                _count("streaming_diloco: delay", delay, 0))
+    if topology_spec is not None:
+        _graph(topology_spec, "streaming_diloco")
     factory = outer_optimizer(outer, outer_lr, outer_momentum)
 
     def make(n):
@@ -218,6 +282,8 @@ def sparta(fraction: float, topology_spec: Any = None, seed: int = 0) -> Algorit
     from the seed, never sent) is averaged (topology None) or mixed over a graph."""
     if not 0 < fraction <= 1:
         raise ValueError(f"SPARTA's fraction must be in (0, 1], got {fraction}")
+    if topology_spec is not None:
+        _graph(topology_spec, "sparta")
     return Algorithm("sparta", lambda n: Sparta(_rounds(topology_spec, n, 1, "sparta"), fraction, seed),
                      {"fraction": fraction, "topology": topology_spec})
 

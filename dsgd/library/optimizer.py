@@ -32,6 +32,23 @@ def _refuse_wrapped(model: torch.nn.Module) -> None:
         raise ValueError("the model has sharded (DTensor) parameters: dsgd mixes whole parameters")
 
 
+def _refuse_types(models: list, optimizers: list, algorithm, world) -> None:
+    """Arguments in the wrong places are named as such, not found later as a missing attribute."""
+    for m in models:
+        if not isinstance(m, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (a list of them with several workers per rank), got "
+                            f"{type(m).__name__}")
+    for o in optimizers:
+        if not isinstance(getattr(o, "param_groups", None), list):
+            raise TypeError(f"optimizer must be a torch optimizer over the model's parameters (a list of them with "
+                            f"several workers per rank), got {type(o).__name__}")
+    if not isinstance(algorithm, (Algorithm, Rule)):
+        raise TypeError(f"algorithm must be one of dsgd.algorithms' (e.g. dsgd.algorithms.dsgd(\"ring\")) or a "
+                        f"dsgd.Rule, got {type(algorithm).__name__} {algorithm!r}")
+    if not isinstance(world, World):
+        raise TypeError(f"world must be what dsgd.start() returns, got {type(world).__name__}")
+
+
 class DecentralizedOptimizer(torch.optim.Optimizer):
     """OPTIMIZER (a torch optimizer over MODEL's parameters) run as one worker of a dsgd job.
 
@@ -66,6 +83,7 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         # code reads them as inputs, so it sees every mix)
         models = [m._orig_mod if type(m).__name__ == "OptimizedModule" else m for m in models]
         optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+        _refuse_types(models, optimizers, algorithm, world)
         if len(models) != world.workers_per_rank or len(optimizers) != len(models):
             raise ValueError(f"this world has {world.workers_per_rank} worker(s) per rank: give that many models and "
                              f"optimizers (got {len(models)} and {len(optimizers)})")
@@ -231,7 +249,7 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
         """The whole algorithm state beside the model's own state_dict: the step count, the wrapped
         optimizers' states, the rule's buffers (trackers, codec state) and the mixer's counters."""
         schedule = getattr(self.rule, "schedule", None)
-        return {"format": STATE_FORMAT, "steps": self.steps,
+        return {"format": STATE_FORMAT, "steps": self.steps, "rule_type": type(self.rule).__name__,
                 "optimizers": [o.state_dict() for o in self.optimizers],
                 "rule": self.rule.state_dict(), "mixer": self.world.mixer.state_dict(),
                 "schedule": schedule.state_dict() if hasattr(schedule, "state_dict") else None}
@@ -239,6 +257,13 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a DecentralizedOptimizer state ({STATE_FORMAT})")
+        saved_rule = state.get("rule_type", type(self.rule).__name__)
+        if saved_rule != type(self.rule).__name__:
+            raise ValueError(f"the state was saved by a {saved_rule} rule; this optimizer runs {type(self.rule).__name__}")
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise ValueError(f"the state holds {len(state['optimizers'])} worker(s) of a rank; this rank has "
+                             f"{len(self.optimizers)}")
+        self.rule.check_state(state["rule"])  # before anything is loaded: a refused state changes nothing
         self.finish()
         for o, saved in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(saved)

@@ -24,6 +24,8 @@ class PartitionSampler(torch.utils.data.Sampler):
 
     def __init__(self, labels: Sequence[int], n_workers: int, worker: int, partition: str = "iid", seed: int = 0,
                  shuffle: bool = True):
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}")
         if not 0 <= worker < n_workers:
             raise ValueError(f"worker must be in 0..{n_workers - 1}, got {worker}")
         self.labels = np.asarray(labels)

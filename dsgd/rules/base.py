@@ -109,7 +109,15 @@ class Rule:
                    for n in self.buffer_names}
         return {"buffers": buffers, "scalars": dict(first["scalars"])}
 
+    def check_state(self, state: dict) -> None:
+        """Refuse a state of another rule before anything is loaded (its names are not this rule's)."""
+        missing = [n for n in self.buffer_names if n not in state.get("buffers", {})] + \
+                  [n for n in self.scalar_names if n not in state.get("scalars", {})]
+        if missing:
+            raise ValueError(f"not a {type(self).__name__} state: it lacks {', '.join(missing)}")
+
     def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
         for n in self.buffer_names:
             for b, saved in zip(getattr(self, n), state["buffers"][n]):
                 b.copy_(saved)

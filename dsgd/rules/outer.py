@@ -42,6 +42,10 @@ def nesterov_sgd(lr: float = 0.7, momentum: float = 0.9) -> OuterFactory:
 def outer_optimizer(name: str, lr: float, momentum: float) -> OuterFactory:
     """The outer optimizer by name: nesterov (DiLoCo), sgd (momentum SGD: SlowMo's slow momentum;
     momentum 0 and lr 1 is plain averaging), adam."""
+    if not lr > 0:
+        raise ValueError(f"the outer learning rate must be > 0, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"the outer momentum must be in [0, 1), got {momentum}")
     if name == "nesterov":
         return nesterov_sgd(lr, momentum)
     if name == "sgd":

@@ -207,6 +207,61 @@ def test_what_the_wrapper_cannot_serve_is_refused_in_one_line():
         dsgd.algorithms.dsgd(np.eye(4)).build(4)
 
 
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: dsgd.algorithms.local_sgd(2.5), TypeError, "local_sgd: period must be an integer >= 1, got 2.5"),
+    (lambda: dsgd.algorithms.local_sgd(0), ValueError, "local_sgd: period must be >= 1, got 0"),
+    (lambda: dsgd.algorithms.dsgd("ring", local_steps=0), ValueError, "dsgd: local_steps must be >= 1, got 0"),
+    (lambda: dsgd.algorithms.dsgd("moebius"), topologies.TopologyError, "unknown topology 'moebius'"),
+    (lambda: dsgd.algorithms.gradient_tracking("ring:k=2"), topologies.TopologyError, "unknown option 'k' for ring"),
+    (lambda: dsgd.algorithms.dsgd(5), TypeError, "dsgd: a topology is a spec such as 'ring', a networkx graph"),
+    (lambda: dsgd.algorithms.push_sum(np.ones((3, 3))), topologies.TopologyError, "neither doubly stochastic nor"),
+    (lambda: dsgd.algorithms.choco("ring", "zip"), ValueError, "unknown codec 'zip'"),
+    (lambda: dsgd.algorithms.csgd("top-k:ratio=2"), ValueError, "top-k ratio must be in (0, 1], got 2.0"),
+    (lambda: dsgd.algorithms.qgm("ring", momentum=1.0), ValueError, "qgm: momentum must be in [0, 1), got 1.0"),
+    (lambda: dsgd.algorithms.qsr(0, 0.1), ValueError, "qsr: period must be >= 1, got 0"),
+    (lambda: dsgd.algorithms.postlocal([4.5], [1, 2]), TypeError, "postlocal: a switch step must be an integer"),
+    (lambda: dsgd.algorithms.diloco(period=0), ValueError, "diloco: period must be >= 1, got 0"),
+    (lambda: dsgd.algorithms.diloco(period=4, outer_lr=-1), ValueError, "the outer learning rate must be > 0, got -1"),
+    (lambda: dsgd.algorithms.streaming_diloco(period=4, fragments=0), ValueError,
+     "streaming_diloco: fragments must be >= 1, got 0"),
+    (lambda: dsgd.PartitionSampler([0, 1, 2], 0, 0), ValueError, "n_workers must be an integer >= 1, got 0"),
+])
+def test_a_setting_no_job_could_use_is_refused_at_the_call_that_gives_it(call, error, message):
+    """Before the number of workers is known: the line that made the mistake is the one in the traceback."""
+    with pytest.raises(error) as refused:
+        call()
+    assert message in str(refused.value)
+
+
+def test_arguments_in_the_wrong_places_are_named_and_a_state_of_another_rule_is_refused():
+    problem = lsq.Problem(1)
+    world = dsgd.start("self")
+    model = LeastSquares(problem, 0)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="algorithm must be one of dsgd.algorithms' .* got str 'dsgd'"):
+        dsgd.DecentralizedOptimizer(sgd, model, "dsgd", world)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module .* got NoneType"):
+        dsgd.DecentralizedOptimizer(sgd, None, dsgd.algorithms.csgd(), world)
+    with pytest.raises(TypeError, match="optimizer must be a torch optimizer .* got Linear"):
+        dsgd.DecentralizedOptimizer(torch.nn.Linear(1, 1), model, dsgd.algorithms.csgd(), world)
+    with pytest.raises(TypeError, match="world must be what dsgd.start\\(\\) returns, got int"):
+        dsgd.DecentralizedOptimizer(sgd, model, dsgd.algorithms.csgd(), 4)
+    tracking = dsgd.DecentralizedOptimizer(sgd, model, dsgd.algorithms.gradient_tracking("complete"), world)
+    other = LeastSquares(problem, 0)
+    choco = dsgd.DecentralizedOptimizer(torch.optim.SGD(other.parameters(), lr=0.2), other,
+                                        dsgd.algorithms.choco("complete", "sign"), world)
+    with pytest.raises(ValueError, match="the state was saved by a GradientTracking rule; this optimizer runs Choco"):
+        choco.load_state_dict(tracking.state_dict())
+    state = tracking.state_dict()
+    del state["rule_type"]  # a state saved before the rule's type was recorded: the rule names what is missing
+    before = choco.state_dict()
+    with pytest.raises(ValueError, match="not a Choco state: it lacks"):
+        choco.load_state_dict(state)
+    after = choco.state_dict()  # nothing was loaded: its own learning rate (0.2, not 0.1) and copies as they were
+    assert after["optimizers"] == before["optimizers"] and after["optimizers"][0]["param_groups"][0]["lr"] == 0.2
+    assert all(torch.equal(a, b) for a, b in zip(after["rule"]["buffers"]["x_hat"], before["rule"]["buffers"]["x_hat"]))
+
+
 def _ring_run(compile_when: str | None) -> torch.Tensor:
     """Six steps of D-SGD with momentum on a ring of 4 small networks; the forward passes through
     torch.compile (the aot_eager backend: the same kernels, traced) made before or after wrapping."""
