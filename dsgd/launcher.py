@@ -172,6 +172,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m dsgd.launc
             return 0
         if shutil.which(line[0]) is None:
             raise UsageError(f"{line[0]} not found on PATH (activate the venv, or set DSGD_MPIRUN)")
+        program = request.command[0]
+        if not request.hostfile and shutil.which(program) is None:  # on one machine the ranks' PATH is this one
+            raise UsageError(f"command not found: {program} (the program after --: a path, or a name on PATH)")
         if request.hostfile and host_timeout > 0:
             from dsgd.hosts import check_hosts
             check_hosts(request.hostfile, request.mca, os.environ, host_timeout)

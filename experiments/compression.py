@@ -269,7 +269,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.out = str(Path(args.out).resolve())
     to = report_dir(args)
-    to.mkdir(parents=True, exist_ok=True)
+    if args.part != "report":  # a report reads what is there: a directory that does not exist is not made
+        to.mkdir(parents=True, exist_ok=True)
     code = provenance.commit()
     command = provenance.script_command("compression.py", sys.argv[1:] if argv is None else argv)
     for part in (["convex", "deep"] if args.part == "all" else [] if args.part == "report" else [args.part]):

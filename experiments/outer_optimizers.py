@@ -314,7 +314,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.out = str(Path(args.out).resolve())
     to = Path(args.out) if args.quick or not args.to else Path(args.to)
-    to.mkdir(parents=True, exist_ok=True)
+    if args.part != "report":  # a report reads what is there: a directory that does not exist is not made
+        to.mkdir(parents=True, exist_ok=True)
     code = provenance.commit()
     if args.part in ("run", "all"):
         command = provenance.script_command("outer_optimizers.py", sys.argv[1:] if argv is None else argv)

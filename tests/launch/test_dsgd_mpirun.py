@@ -127,6 +127,9 @@ def test_hostfile_sets_the_rank_count(tmp_path):
     (["-np", "2"], "no command given"),
     (["-np", "2", "--bind", "socket", "--", "true"], "--bind must be core or none"),
     (["--frobnicate", "--", "true"], "unknown option --frobnicate"),
+    # on one machine the program must be there before mpirun starts it (not mpirun's many-line complaint)
+    (["-np", "1", "--", "/nonexistent/prog"], "command not found: /nonexistent/prog (the program after --"),
+    (["-np", "1", "--", "no-such-program-here", "--flag"], "command not found: no-such-program-here"),
 ])
 def test_usage_errors_are_one_line_with_status_2(args, message):
     res = run_with_timeout([str(WRAPPER), *args], timeout=30)

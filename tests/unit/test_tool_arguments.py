@@ -55,3 +55,16 @@ def test_the_elastic_benchmark_without_fault_tolerance_is_refused_at_start():
     assert res.stderr.strip().splitlines()[-1] == (
         "python -m dsgd.bench elastic: error: elastic mode needs an MPI with fault tolerance (ULFM) turned on: start "
         "the job with `mpirun --with-ft ulfm` (Open MPI 5); this job was started without it")
+
+
+@pytest.mark.parametrize("script, message", [
+    ("compression", "compression: neither convex.json nor deep.json in"),
+    ("outer_optimizers", "outer_optimizers: no results.json in"),
+])
+def test_a_report_before_any_run_says_so_and_makes_no_directory(script, message, tmp_path):
+    module = __import__(script)
+    target = tmp_path / "none" / "report"
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["report", "--to", str(target)])
+    assert str(exit_.value.code).startswith(message)
+    assert not (tmp_path / "none").exists()
