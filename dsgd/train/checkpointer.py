@@ -90,8 +90,8 @@ class Checkpointer:
             state = self._regroup(ckpt_dir, manifest, old_ranks, old_K, resized)
         ckpt.restore_rng(state["rng"])
         step = int(state["step"])
-        if self.comm.rank == 0:
-            self.log.truncate_after(step)
+        if self.comm.rank == 0:  # continued in the run's own directory, its rows so far are there
+            self.log.truncate_after(step, in_place=Path(ckpt_dir).resolve().parents[1] == Path(self.log.out).resolve())
         how = "" if (old_ranks, old_K) == (size, K) else f" (saved as {old_ranks} ranks x {old_K} workers)"
         self.log.info(f"resumed from {ckpt_dir} at step {step}{how}")
         if resized:

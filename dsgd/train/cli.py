@@ -81,6 +81,13 @@ def agree_on_errors(comm, error: str | None) -> str | None:
     return "; ".join(f"rank {errors.index(e)}: {e}" for e in distinct)
 
 
+def os_problem(e: OSError) -> str:
+    """An OSError as one line that names its path ("cannot use RUN/metrics.jsonl: Is a directory")."""
+    if e.filename is None:
+        return str(e)
+    return f"cannot use {e.filename}: {e.strerror or e}"
+
+
 def claim_run_dir(comm, cfg, ns):
     """Rank 0 locks --out for the whole job, puts back a run that a start killed outright had set
     aside, and only then decides whether this run may write there (moving a run it replaces aside),
@@ -93,8 +100,10 @@ def claim_run_dir(comm, cfg, ns):
             if comm.rank == 0:
                 with uninterrupted():  # a stop signal is raised once `claim` can be rolled back
                     claim = _claim_locked(cfg, ns)
-        except (ConfigError, OSError) as e:
+        except ConfigError as e:
             error = str(e)
+        except OSError as e:
+            error = os_problem(e)
         return claim, comm.allgather_object(error)[0]
     except BaseException as e:  # stopped while claiming, or while the others learn the decision
         if claim is not None and claim.replaced:
@@ -108,6 +117,8 @@ def _claim_locked(cfg, ns):
     from dsgd.config import _auto_resume
     from dsgd.train import rundir
     out = Path(cfg.run.out)
+    if out.exists() and not out.is_dir():
+        raise rundir.RunDirError(f"--out {out} exists and is not a directory: give a directory for the run")
     lock = rundir.RunDirLock(out).acquire()
     for note in (lock.warning and f"warning: {lock.warning}", rundir.recover(out)):
         if note:
@@ -224,8 +235,10 @@ def start_run(cfg, ns, comm, mixer, device):
             run.resumed = rundir.resume_record(run.step, ns.saved, cfg.as_dict(),
                                                (int(manifest.get("world_size", comm.size)), comm.size),
                                                cfg.run.workers_per_rank, str(ckpt_dir))
-    except (ConfigError, DatasetError, CheckpointError, DeviceError, OSError) as e:
+    except (ConfigError, DatasetError, CheckpointError, DeviceError) as e:
         error = str(e)
+    except OSError as e:
+        error = os_problem(e)
     return run, agree_on_errors(comm, error)
 
 

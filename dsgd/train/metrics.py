@@ -67,6 +67,7 @@ class RunLog:
         self.out, self.rank = out, rank
         (out / "logs").mkdir(parents=True, exist_ok=True)
         self._rank_log = open(out / "logs" / f"rank{rank}.log", "a", buffering=1)
+        self._had_metrics = (out / METRICS).is_file()   # a resumed run whose rows were deleted says so
         self._metrics = open(out / METRICS, "a", buffering=1) if rank == 0 else None
         self._progress = Progress(stream)
         self._tb, self._tb_class, self._tb_purge = None, None, None
@@ -127,10 +128,11 @@ class RunLog:
         self._metrics.flush()
         os.fsync(self._metrics.fileno())
 
-    def truncate_after(self, step: int) -> None:
+    def truncate_after(self, step: int, in_place: bool = True) -> None:
         """Drop metric rows past `step` (written after the checkpoint a run resumes from), and their
         TensorBoard events: those at steps >= purge_step are hidden by the events written from now on.
-        A last line torn by a crash is dropped too; the file is replaced atomically."""
+        A last line torn by a crash is dropped too; the file is replaced atomically. IN_PLACE: the run
+        continues in the directory it was saved from, where a missing file means its rows were lost."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
@@ -140,6 +142,8 @@ class RunLog:
         kept = [line for line, row in lines if row["step"] <= step]
         if torn:
             self.info(f"dropped the last line of {path}, torn by a crash while it was written: {torn[:80]!r}")
+        if in_place and not self._had_metrics and step > 0:
+            self.info(f"{path} was missing: the rows up to step {step} are lost; the rows from here on start it again")
         if len(kept) == len(lines) and not torn:
             return  # nothing to drop: the file stays as it is
         self._metrics.close()

@@ -218,6 +218,32 @@ def test_a_damaged_metrics_row_before_the_last_is_refused_in_one_line(finished):
                                  f"a metrics row (the file is damaged): repair or remove that line"]
 
 
+def test_a_resume_whose_metrics_file_was_deleted_says_the_rows_are_lost_and_starts_it_again(finished, tmp_path):
+    (finished / "metrics.jsonl").unlink()
+    out = train_here(2, finished, "--resume", str(finished), "--epochs", "2")
+    said = [line for line in out.splitlines() if "was missing" in line]
+    assert len(said) == 1 and said[0].endswith(f"{finished / 'metrics.jsonl'} was missing: the rows up to step 4 are "
+                                               f"lost; the rows from here on start it again"), said
+    assert [m["step"] for m in metrics(finished)] == [6, 8]
+    # continued in another directory, the rows so far stay in the first one: nothing was lost, nothing is said
+    other = train_here(2, tmp_path / "other", "--resume", str(finished / "checkpoints" / "step-00000006"), "--epochs",
+                       "2", "--out", str(tmp_path / "other"))
+    assert "was missing" not in other and [m["step"] for m in metrics(tmp_path / "other")] == [8]
+
+
+def test_a_run_directory_entry_of_the_wrong_kind_is_named_in_one_line(finished, tmp_path):
+    (finished / "metrics.jsonl").unlink()
+    (finished / "metrics.jsonl").mkdir()
+    res = train_here(2, finished, "--resume", str(finished), "--epochs", "2", ok=False)
+    assert res.returncode == 2
+    assert lines(res.stdout) == [f"dsgd.train: error: cannot use {finished / 'metrics.jsonl'}: Is a directory"]
+    (tmp_path / "a-file").write_text("mine\n")
+    res = train_here(2, tmp_path / "a-file", *SHORT, ok=False)
+    assert res.returncode == 2 and (tmp_path / "a-file").read_text() == "mine\n"
+    assert lines(res.stdout) == [f"dsgd.train: error: --out {tmp_path / 'a-file'} exists and is not a directory: give "
+                                 f"a directory for the run"]
+
+
 def test_metrics_rows_are_on_disk_as_soon_as_they_are_logged(tmp_path):
     log = RunLog(tmp_path, 0, tensorboard=False)
     log.metrics({"step": 2, "test_acc": 0.5})
