@@ -225,6 +225,8 @@ def test_what_the_wrapper_cannot_serve_is_refused_in_one_line():
     (lambda: dsgd.algorithms.streaming_diloco(period=4, fragments=0), ValueError,
      "streaming_diloco: fragments must be >= 1, got 0"),
     (lambda: dsgd.PartitionSampler([0, 1, 2], 0, 0), ValueError, "n_workers must be an integer >= 1, got 0"),
+    (lambda: dsgd.start("self", workers_per_rank=2.5), TypeError, "workers_per_rank must be an integer >= 1, got 2.5"),
+    (lambda: dsgd.start("self", workers_per_rank=0), ValueError, "workers_per_rank must be >= 1, got 0"),
 ])
 def test_a_setting_no_job_could_use_is_refused_at_the_call_that_gives_it(call, error, message):
     """Before the number of workers is known: the line that made the mistake is the one in the traceback."""
