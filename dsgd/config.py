@@ -314,9 +314,13 @@ def _coerce(name: str, hint, value):
             return tuple(_number(v) for v in items)
         if base is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
+        if base in (int, float) and isinstance(value, bool):  # YAML's true is not the number 1
+            raise ValueError
+        if base is str and not isinstance(value, (str, int, float)):  # a mapping or a list is not text
+            raise ValueError
         return base(value)
     except (TypeError, ValueError):
-        kind = "a list of numbers" if base is tuple else base.__name__
+        kind = {tuple: "a list of numbers", str: "text"}.get(base, base.__name__)
         raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
 
 
@@ -375,6 +379,9 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     flat = {}
     for k, v in raw.items():
         k = str(k).replace("-", "_")
+        if k in SECTIONS and k not in FIELDS and not isinstance(v, dict):  # "model: cnn" is a setting
+            raise ConfigError(f"recipe {path}: {k} is a section: give its settings under it as a mapping "
+                              f"({k}:, then indented name: value lines), or the settings alone at the top")
         items = [(str(kk).replace("-", "_"), vv) for kk, vv in v.items()] if k in SECTIONS and isinstance(v, dict) \
             else [(k, v)]
         for key, value in items:

@@ -25,6 +25,10 @@ def _user_files(tmp_path):
     np.save(tmp_path / "identity.npy", np.eye(4))
     np.save(tmp_path / "two_pairs.npy", np.kron(np.eye(2), np.full((2, 2), 0.5)))
     (tmp_path / "chain.txt").write_text("0 1\n1 2\n2 3\n")  # 3 reaches nobody
+    (tmp_path / "section.yaml").write_text("data: 5\n")
+    (tmp_path / "yes_as_number.yaml").write_text("momentum: true\n")
+    (tmp_path / "mapping_as_text.yaml").write_text("partition: {alpha: 1}\n")
+    (tmp_path / "flat_model.yaml").write_text("model: mlp\ncompress: none\n")  # settings named like their section
     return tmp_path
 
 
@@ -145,6 +149,10 @@ CASES = [
      "batch-size 100000000 is larger than the training set (60000)"),
     (["--config", "{tmp}/latin1.yaml"], "recipe {tmp}/latin1.yaml is not UTF-8 text (byte 0xe9 at offset 12)"),
     (["--config", "{tmp}/twice.yaml"], "key 'lr' given twice (line 2)"),
+    (["--config", "{tmp}/section.yaml"], "recipe {tmp}/section.yaml: data is a section: give its settings under it"),
+    (["--config", "{tmp}/yes_as_number.yaml"], "momentum must be float, got True"),
+    (["--config", "{tmp}/mapping_as_text.yaml"], "partition must be text, got {'alpha': 1}"),
+    (["--config", "{tmp}/flat_model.yaml", "--lr", "-1"], "--lr must be > 0, got -1.0"),  # the recipe itself loads
     (["--topology", "matrix-file:path={tmp}/identity.npy", "--workers-per-rank", "4"],
      "is not connected: 4 groups of workers ([0]; [1]; [2]; ...) do not all reach each other"),
     (["--topology", "matrix-file:path={tmp}/two_pairs.npy", "--workers-per-rank", "4"],
