@@ -38,9 +38,19 @@ ap.add_argument("--kill", default="", help="RANK@STEP,...: that rank (as mpirun 
 ap.add_argument("--replace", action="store_true", help="start a new process for each lost rank")
 ap.add_argument("--json", help="also write rank 0's result line to this file")
 args = ap.parse_args()
-kills = {(int(r), int(s)) for r, s in (k.split("@") for k in args.kill.split(",") if k)}
+if args.steps < 1 or args.eval_every < 1:
+    ap.error("--steps and --eval-every must be at least 1")
+try:
+    kills = {(int(r), int(s)) for r, s in (k.split("@") for k in args.kill.split(",") if k)}
+except ValueError:
+    ap.error(f"--kill must be RANK@STEP pairs separated by commas, e.g. 7@92,4@240; got {args.kill!r}")
 
-world = dsgd.start("mpi", elastic=True, replace=args.replace)
+try:
+    world = dsgd.start("mpi", elastic=True, replace=args.replace)
+except RuntimeError as e:  # an MPI started without fault tolerance: the command line above says how
+    if MPI.COMM_WORLD.rank == 0:  # once for the job
+        ap.error(str(e))
+    raise SystemExit(2)
 launched_rank = None if world.joined else MPI.COMM_WORLD.rank   # a replacement is never on the kill list
 train, test = load_dataset("fashion-mnist", train=True), load_dataset("fashion-mnist", train=False)
 torch.manual_seed(args.seed)

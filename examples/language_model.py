@@ -23,6 +23,8 @@ ap.add_argument("--lr", type=float, default=3e-3)
 ap.add_argument("--context", type=int, default=64)
 ap.add_argument("--batch-size", type=int, default=16)
 args = ap.parse_args()
+if min(args.steps, args.period, args.context, args.batch_size) < 1:
+    ap.error("--steps, --period, --context and --batch-size must be at least 1")
 
 
 def windows(data, n, generator):

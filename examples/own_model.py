@@ -15,6 +15,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--epochs", type=int, default=1)
 ap.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: the whole epoch)")
 args = ap.parse_args()
+if args.epochs < 1 or args.steps < 0:
+    ap.error("--epochs must be at least 1 and --steps at least 0")
 
 world = dsgd.start()  # MPI: rank and size from mpirun
 torch.manual_seed(0)

@@ -31,6 +31,9 @@ class DampedGossip(dsgd.Rule):
 
 if __name__ == "__main__":
     world = dsgd.start()
+    if world.n_workers < 3:
+        raise SystemExit(f"own_rule.py: a ring needs 3 workers or more, this job has {world.n_workers}: run it "
+                         f"as mpirun -np 4 python examples/own_rule.py")
     torch.manual_seed(world.rank)  # each rank its own start and data: the rule must bring them together
     model = torch.nn.Linear(8, 1)
     rule = DampedGossip(topologies.from_spec("ring", world.n_workers), gamma=0.5)

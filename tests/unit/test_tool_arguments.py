@@ -68,3 +68,16 @@ def test_a_report_before_any_run_says_so_and_makes_no_directory(script, message,
         module.main(["report", "--to", str(target)])
     assert str(exit_.value.code).startswith(message)
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("example, flags, message", [
+    ("elastic_training.py", ["--kill", "7at92"], "--kill must be RANK@STEP pairs separated by commas, e.g. 7@92,4@240; "
+                                                 "got '7at92'"),
+    ("elastic_training.py", ["--kill", "1@3"], "elastic mode needs an MPI with fault tolerance (ULFM) turned on"),
+    ("language_model.py", ["--steps", "-5"], "--steps, --period, --context and --batch-size must be at least 1"),
+])
+def test_the_examples_refuse_bad_arguments_in_one_line(example, flags, message):
+    res = subprocess.run([sys.executable, str(REPO / "examples" / example), *flags], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stdout + res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith(f"{example}: error: {message}")
