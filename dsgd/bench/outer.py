@@ -27,7 +27,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--fragments", type=positive, default=4, help="F of streaming DiLoCo")
     ap.add_argument("--workers", type=positive, default=4, help="workers in one process (without mpirun)")
     step_comparison_options(ap)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.repeats < args.period:  # every `period` consecutive steps hold one outer step
+        ap.error(f"--repeats {args.repeats} must be at least --period {args.period}: the timed steps must include "
+                 f"an outer step")
+    return args
 
 
 def model() -> torch.nn.Module:

@@ -82,3 +82,10 @@ def test_seam_refuses_worker_counts_the_planned_ranks_do_not_divide(bench_module
 def test_seam_takes_worker_counts_both_divide(bench_module):
     args = bench_module("seam", world_size=2).parse_args(["--workers", "32", "64", "--plan-ranks", "4"])
     assert (args.workers, args.plan_ranks) == ([32, 64], 4)
+
+
+def test_outer_refuses_fewer_timed_steps_than_one_period(bench_module, capsys):
+    outer = bench_module("outer")
+    err = usage_error(outer.parse_args, ["--repeats", "3", "--period", "4"], capsys)
+    assert "--repeats 3 must be at least --period 4: the timed steps must include an outer step" in err
+    assert outer.parse_args(["--repeats", "4", "--period", "4"]).repeats == 4
