@@ -21,6 +21,7 @@ import numpy as np
 
 import topologies
 from dsgd.compress import parse_codec
+from dsgd.library.checks import whole_number
 from dsgd.rules.outer import OuterStep, Sparta, StreamingOuterStep, outer_optimizer
 from dsgd.rules import (D2_EIGENVALUE_BOUND, Choco, CompressedAveraging, Diffusion, GradientTracking, OptimizerRule,
                         PowerSGDAveraging, PushSum, QuasiGlobalMomentum, Rule, smallest_eigenvalue)
@@ -75,15 +76,6 @@ def _codec(compress: str):
 
 
 # -- settings refused at the call that gives them, not when the job's size is known ----------------
-def _count(what: str, value: Any, lowest: int = 1) -> int:
-    """VALUE as a whole number of steps of at least LOWEST (a float or a bool is refused, not truncated)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer >= {lowest}, got {value!r}")
-    if value < lowest:
-        raise ValueError(f"{what} must be >= {lowest}, got {value}")
-    return int(value)
-
-
 def _fraction(what: str, value: Any) -> float:
     if not 0 <= value < 1:
         raise ValueError(f"{what} must be in [0, 1), got {value}")
@@ -131,7 +123,8 @@ def csgd(compress: str = "none", seed: int = 0) -> Algorithm:
 def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
     """Local SGD: parameters averaged every PERIOD steps (the change since the last average
     error-feedback compressed with a codec)."""
-    period, _ = _count("local_sgd: period", period), _codec_given(compress)
+    period = whole_number("local_sgd: period", period)
+    _codec_given(compress)
 
     def make(n):
         schedule = LocalSGD(n, period, NEVER_ENDS)
@@ -142,8 +135,8 @@ def local_sgd(period: int, compress: str = "none", seed: int = 0) -> Algorithm:
 def postlocal(switch_steps: Sequence[int], periods: Sequence[int]) -> Algorithm:
     """Post-local SGD: phase k starts at switch_steps[k - 1] (the first at step 0) and averages every
     periods[k] steps (1: C-SGD, gradients averaged); every phase but the last ends with an average."""
-    starts = (0, *[_count("postlocal: a switch step", s) for s in switch_steps])
-    periods = tuple(_count("postlocal: a period", h) for h in periods)
+    starts = (0, *[whole_number("postlocal: a switch step", s) for s in switch_steps])
+    periods = tuple(whole_number("postlocal: a period", h) for h in periods)
     if len(periods) != len(starts):
         raise ValueError(f"post-local SGD needs one period per phase: {len(starts)} phases, {len(periods)} periods")
     PostLocalSGD(2, starts, periods, NEVER_ENDS)  # its settings are refused here, not when built
@@ -155,7 +148,8 @@ def qsr(period: int, alpha: float, power: float = 2.0, warmup_steps: int = 0) ->
     """The quadratic synchronization rule: local SGD whose round starting at step t lasts
     max(period, floor((alpha / lr_t)^power)) steps, lr_t read from the optimizer at that step (any
     torch scheduler); the rounds decided so far are part of the optimizer's state_dict."""
-    period, warmup_steps = _count("qsr: period", period), _count("qsr: warmup_steps", warmup_steps, 0)
+    period = whole_number("qsr: period", period)
+    warmup_steps = whole_number("qsr: warmup_steps", warmup_steps, 0)
     QSR(2, period, alpha, lambda t: 1.0, NEVER_ENDS, warmup_steps, power)  # its settings are refused here
     return Algorithm("qsr", lambda n, lr: OptimizerRule(QSR(n, period, alpha, lambda t: lr(), NEVER_ENDS,
                                                             warmup_steps, power)),
@@ -167,7 +161,8 @@ def dsgd(topology_spec: Any = "ring", local_steps: int = 1, global_every: int = 
     """D-SGD: the optimizer steps, then parameters are mixed with W(t) (adapt-then-combine; combine
     first with combine_first=True); overlap=True leaves that exchange in flight until the next step."""
     _graph(topology_spec, "dsgd")
-    local_steps, global_every = _count("dsgd: local_steps", local_steps), _count("dsgd: global_every", global_every, 0)
+    local_steps = whole_number("dsgd: local_steps", local_steps)
+    global_every = whole_number("dsgd: global_every", global_every, 0)
 
     def make(n):
         topo = _doubly(topology_spec, n, "dsgd")
@@ -208,7 +203,8 @@ def qgm(topology_spec: Any = "ring", momentum: float = 0.9, buffer_factor: float
         nesterov: bool = False) -> Algorithm:
     """Quasi-global momentum: momentum from the mixed progress (its own SGD recursion)."""
     _graph(topology_spec, "qgm")
-    _fraction("qgm: momentum", momentum), _fraction("qgm: buffer_factor", buffer_factor)
+    _fraction("qgm: momentum", momentum)
+    _fraction("qgm: buffer_factor", buffer_factor)
     return Algorithm("qgm", lambda n: QuasiGlobalMomentum(Gossip(_doubly(topology_spec, n, "qgm")), momentum,
                                                           buffer_factor, nesterov),
                      {"topology": topology_spec, "momentum": momentum, "buffer_factor": buffer_factor})
@@ -225,7 +221,8 @@ def choco(topology_spec: Any = "ring", compress: str = "sign", consensus_step: f
     """CHOCO-SGD: compressed gossip of x_half - x_hat with consensus step gamma."""
     if not 0 < consensus_step <= 1:
         raise ValueError(f"consensus_step must be in (0, 1], got {consensus_step}")
-    _graph(topology_spec, "choco"), parse_codec(compress)
+    _graph(topology_spec, "choco")
+    _codec_given(compress)
     return Algorithm("choco", lambda n: Choco(Gossip(_doubly(topology_spec, n, "choco")), _codec(compress),
                                               consensus_step, seed),
                      {"topology": topology_spec, "compress": compress, "consensus_step": consensus_step})
@@ -245,7 +242,7 @@ def diloco(period: int, topology_spec: Any = None, outer: str = "nesterov", oute
     averaged (topology None) or mixed over a graph (gossip DiLoCo; "random-one-peer" is the NoLoCo
     setting) and an outer optimizer steps the anchor: "nesterov" (the paper's, lr 0.7, momentum 0.9),
     "sgd" (momentum SGD: SlowMo) or "adam"; a codec compresses the pseudo-gradient with error feedback."""
-    period = _count("diloco: period", period)
+    period = whole_number("diloco: period", period)
     if topology_spec is not None:
         _graph(topology_spec, "diloco")
     factory = outer_optimizer(outer, outer_lr, outer_momentum)
@@ -262,9 +259,9 @@ def streaming_diloco(period: int, fragments: int = 2, delay: int = 1, alpha: flo
     """Streaming DiLoCo: the model's tensors in FRAGMENTS groups by layer that end their rounds in turn
     through the period; a fragment's exchange lands DELAY inner steps after it started, and the worker's
     fragment becomes (1 - alpha) x + alpha x_anchor (1: the new anchor, as DiLoCo)."""
-    period, fragments, delay = (_count("streaming_diloco: period", period),
-                                _count("streaming_diloco: fragments", fragments),
-                                _count("streaming_diloco: delay", delay, 0))
+    period = whole_number("streaming_diloco: period", period)
+    fragments = whole_number("streaming_diloco: fragments", fragments)
+    delay = whole_number("streaming_diloco: delay", delay, 0)
     if topology_spec is not None:
         _graph(topology_spec, "streaming_diloco")
     factory = outer_optimizer(outer, outer_lr, outer_momentum)

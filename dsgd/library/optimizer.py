@@ -257,9 +257,10 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a DecentralizedOptimizer state ({STATE_FORMAT})")
-        saved_rule = state.get("rule_type", type(self.rule).__name__)
-        if saved_rule != type(self.rule).__name__:
-            raise ValueError(f"the state was saved by a {saved_rule} rule; this optimizer runs {type(self.rule).__name__}")
+        mine = type(self.rule).__name__
+        saved_rule = state.get("rule_type", mine)
+        if saved_rule != mine:
+            raise ValueError(f"the state was saved by a {saved_rule} rule; this optimizer runs {mine}")
         if len(state["optimizers"]) != len(self.optimizers):
             raise ValueError(f"the state holds {len(state['optimizers'])} worker(s) of a rank; this rank has "
                              f"{len(self.optimizers)}")

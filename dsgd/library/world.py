@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dsgd.comm import Mixer, SelfCommunicator, make_communicator
+from dsgd.library.checks import whole_number
 
 
 class World:
@@ -21,7 +22,7 @@ class World:
     joined = False    # this process joined a running job as a replacement
 
     def __init__(self, comm, workers_per_rank: int = 1):
-        self.comm, self.workers_per_rank = comm, _workers_per_rank(workers_per_rank)
+        self.comm, self.workers_per_rank = comm, whole_number("workers_per_rank", workers_per_rank)
         self.mixer = Mixer(comm, self.workers_per_rank)
 
     @property
@@ -72,15 +73,6 @@ class World:
             close()
 
 
-def _workers_per_rank(value) -> int:
-    """A whole number of workers, at least one (2.5 is refused, not truncated)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"workers_per_rank must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"workers_per_rank must be >= 1, got {value}")
-    return int(value)
-
-
 def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu", elastic: bool = False,
           replace: bool = False) -> World:
     """The world of this process: "mpi" (under mpirun; one rank alone without it), "torch"
@@ -92,7 +84,7 @@ def start(backend: str = "mpi", workers_per_rank: int = 1, device="cpu", elastic
     replace: with elastic, the survivors start this script again once per lost rank (MPI's dynamic
     processes) and the new processes join with their neighbour's state; in such a process this call
     connects it to the running job (`world.joined`), and its optimizer starts at the job's step."""
-    workers_per_rank = _workers_per_rank(workers_per_rank)   # before any process joins or connects
+    workers_per_rank = whole_number("workers_per_rank", workers_per_rank)   # before any process joins or connects
     if replace and not elastic:
         raise ValueError("replace=True needs elastic=True: replacements join an elastic world")
     if elastic:

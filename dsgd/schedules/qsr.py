@@ -32,9 +32,8 @@ class QSR:
 
     def period_at(self, t: int) -> int:
         """H chosen by a round that starts at step t."""
-        H = self.base_local_steps
+        H, remaining = self.base_local_steps, self.total_steps - t
         if self.alpha > 0 and t >= self.warmup_steps:
-            remaining = self.total_steps - t
             lr = self.lr(t)
             try:
                 ratio = (self.alpha / lr) ** self.power if lr > 0 else math.inf
@@ -42,7 +41,7 @@ class QSR:
                 ratio = math.inf
             # 1e-9 relative slack: (0.1 / (0.1 * 0.1))^2 is 99.99999999999997 in floats, meant as 100
             H = remaining if ratio >= remaining else max(H, math.floor(ratio * (1 + 1e-9)))
-        return max(1, min(H, self.total_steps - t))
+        return max(1, min(H, remaining))
 
     def round_of(self, step: int) -> tuple[int, int]:
         """(start, H) of the round containing `step`; rounds are built once, in order."""

@@ -91,7 +91,8 @@ class Checkpointer:
         ckpt.restore_rng(state["rng"])
         step = int(state["step"])
         if self.comm.rank == 0:  # continued in the run's own directory, its rows so far are there
-            self.log.truncate_after(step, in_place=Path(ckpt_dir).resolve().parents[1] == Path(self.log.out).resolve())
+            in_place = Path(ckpt_dir).resolve().parents[1] == Path(self.log.out).resolve()
+            self.log.truncate_after(step, in_place=in_place)
         how = "" if (old_ranks, old_K) == (size, K) else f" (saved as {old_ranks} ranks x {old_K} workers)"
         self.log.info(f"resumed from {ckpt_dir} at step {step}{how}")
         if resized:
